@@ -1,0 +1,335 @@
+#!/usr/bin/env node
+// The seglb command line: run, check, explain, --version, --help. Exit codes: 0 ok (explain:
+// allow), 1 runtime failure (explain: deny), 2 invalid config or usage.
+
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { type LoadedConfig, loadConfigFile } from '../config/index.ts';
+import { ConfigError, SeglbError } from '../errors.ts';
+import { createLogger, type Logger } from '../observe/log.ts';
+import { compileSegmentPolicy, explainVerdict } from '../policy/index.ts';
+import { Runtime } from '../runtime.ts';
+
+const USAGE = `seglb - a load balancer with micro-segmentation
+
+Usage:
+  seglb run -c FILE [--log-format json|pretty] [--log-level LEVEL]
+      Start seglb. SIGHUP re-reads FILE (a bad file is reported, the running config stays);
+      SIGTERM/SIGINT stop accepting and drain in-flight requests (timeouts.shutdown_grace_ms), exit 0.
+  seglb check -c FILE
+      Validate FILE and print a summary of segments, VIPs and pools. Exit 0 valid, 2 invalid.
+  seglb explain -c FILE --segment NAME --from ADDRESS [--method M] [--path P] [--host H] [--header K:V]...
+      Print the verdict for a source (and request), the deciding rule (file:line) and every rule
+      that matched. Exit 0 allow, 1 deny, 2 invalid config or usage.
+  seglb --version | --help
+
+Errors in FILE are printed as  file:line:col key.path: message  (all of them at once).
+`;
+
+/** Package version, read from package.json next to src/ or dist/. */
+export function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  };
+  return pkg.version;
+}
+
+/**
+ * Runs the CLI.
+ * @param argv - arguments after the program name
+ * @returns the exit code (run: resolves only when stopped by a signal)
+ */
+export async function main(argv: readonly string[]): Promise<number> {
+  let parsed: ReturnType<typeof parseCli>;
+  try {
+    parsed = parseCli(argv);
+  } catch (err) {
+    process.stderr.write(`seglb: ${(err as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  if (values.version) {
+    process.stdout.write(`seglb ${packageVersion()}\n`);
+    return 0;
+  }
+  const command = positionals[0];
+  if (values.help || command === undefined || command === 'help') {
+    process.stdout.write(USAGE);
+    return command === undefined && !values.help ? 2 : 0;
+  }
+  if (!['run', 'check', 'explain'].includes(command)) {
+    process.stderr.write(`seglb: unknown command "${command}"\n\n${USAGE}`);
+    return 2;
+  }
+  if (!values.config) {
+    process.stderr.write(`seglb: ${command} needs -c FILE\n`);
+    return 2;
+  }
+  let loaded: LoadedConfig;
+  try {
+    loaded = loadConfigFile(values.config);
+  } catch (err) {
+    return reportConfigError(err);
+  }
+  if (command === 'check') return check(loaded);
+  if (command === 'explain') return explain(loaded, values);
+  return run(loaded, values);
+}
+
+function parseCli(argv: readonly string[]) {
+  return parseArgs({
+    args: [...argv],
+    allowPositionals: true,
+    strict: true,
+    options: {
+      config: { type: 'string', short: 'c' },
+      help: { type: 'boolean', short: 'h' },
+      version: { type: 'boolean', short: 'v' },
+      'log-format': { type: 'string' },
+      'log-level': { type: 'string' },
+      segment: { type: 'string' },
+      from: { type: 'string' },
+      method: { type: 'string' },
+      path: { type: 'string' },
+      host: { type: 'string' },
+      header: { type: 'string', multiple: true },
+    },
+  });
+}
+
+type CliValues = ReturnType<typeof parseCli>['values'];
+
+function reportConfigError(err: unknown): number {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`${err.message}\n`);
+    process.stderr.write(
+      `seglb: configuration rejected (${err.issues.length} problem${err.issues.length === 1 ? '' : 's'}, ${err.code})\n`,
+    );
+    return 2;
+  }
+  throw err;
+}
+
+function check(loaded: LoadedConfig): number {
+  const cfg = loaded.config;
+  const out: string[] = [`${loaded.file}: OK`];
+  out.push(`segments (${Object.keys(cfg.segments).length}):`);
+  for (const [name, seg] of Object.entries(cfg.segments)) {
+    const policy = compileSegmentPolicy(name, seg, loaded.ipsets);
+    out.push(
+      `  ${name}  mode=${seg.mode}  pool=${seg.pool}  rules: ${seg.allow.length} allow, ${seg.deny.length} deny (${policy.prefixCount} prefixes)  backend_subnets: ${seg.backend_subnets.join(', ')}`,
+    );
+    for (const vip of seg.vips)
+      out.push(
+        `    VIP ${vip.protocol}://${vip.listen}${vip.proxy_protocol ? ' (PROXY protocol from trusted)' : ''}`,
+      );
+  }
+  out.push(`pools (${Object.keys(cfg.pools).length}):`);
+  for (const [name, pool] of Object.entries(cfg.pools)) {
+    const backends = pool.backends.map(
+      (b) => `${b.address}${b.weight !== 1 ? ` w=${b.weight}` : ''}${b.backup ? ' backup' : ''}`,
+    );
+    out.push(`  ${name}  ${pool.algorithm}${pool.demo ? ' (demo backends)' : ''}: ${backends.join(', ')}`);
+  }
+  out.push(
+    `ipsets (${loaded.ipsets.size}): ${[...loaded.ipsets].map(([n, c]) => `${n}=${c.length}`).join(', ') || 'none'}`,
+  );
+  process.stdout.write(`${out.join('\n')}\n`);
+  return 0;
+}
+
+function explain(loaded: LoadedConfig, values: CliValues): number {
+  const segName = values.segment;
+  const seg = segName ? loaded.config.segments[segName] : undefined;
+  if (!segName || !seg) {
+    process.stderr.write(
+      `seglb: explain needs --segment (one of: ${Object.keys(loaded.config.segments).join(', ')})\n`,
+    );
+    return 2;
+  }
+  if (!values.from) {
+    process.stderr.write('seglb: explain needs --from ADDRESS\n');
+    return 2;
+  }
+  const policy = compileSegmentPolicy(segName, seg, loaded.ipsets);
+  const headers: Record<string, string> = {};
+  for (const h of values.header ?? []) {
+    const i = h.indexOf(':');
+    if (i <= 0) {
+      process.stderr.write(`seglb: --header takes NAME:VALUE, got ${JSON.stringify(h)}\n`);
+      return 2;
+    }
+    headers[h.slice(0, i).trim()] = h.slice(i + 1).trim();
+  }
+  const hasRequest =
+    values.method !== undefined ||
+    values.path !== undefined ||
+    values.host !== undefined ||
+    values.header !== undefined;
+  const where = (kind: 'allow' | 'deny', index: number) => {
+    const pos = loaded.positionOf(['segments', segName, kind, index]);
+    return `${loaded.file}:${pos.line}:${pos.col}`;
+  };
+  const e = explainVerdict(
+    policy,
+    values.from,
+    hasRequest ? { method: values.method, path: values.path, host: values.host, headers } : undefined,
+    where,
+  );
+  const rule = (r: { name: string; kind: string; where: string; l7: boolean }) =>
+    `${r.kind} ${r.name}${r.l7 ? ' (L7)' : ''} at ${r.where}`;
+  const lines = [
+    `segment ${e.segment} (mode ${e.mode}), source ${e.source}`,
+    `verdict: ${e.verdict.toUpperCase()}${e.enforced ? '' : ' (audit mode: logged, not enforced)'}  [connection: ${e.connection}]`,
+    `reason: ${e.reason}`,
+    `deciding rule: ${e.decidingRule ? rule(e.decidingRule) : 'none (default deny)'}`,
+    `matched rules (${e.matchedRules.length}):`,
+    ...e.matchedRules.map((r) => `  ${rule(r)}`),
+  ];
+  process.stdout.write(`${lines.join('\n')}\n`);
+  return e.verdict === 'allow' ? 0 : 1;
+}
+
+async function run(loaded: LoadedConfig, values: CliValues): Promise<number> {
+  const logFormat = values['log-format'] ?? loaded.config.log.format;
+  const logLevel = values['log-level'] ?? loaded.config.log.level;
+  if (logFormat !== 'json' && logFormat !== 'pretty') {
+    process.stderr.write('seglb: --log-format is json or pretty\n');
+    return 2;
+  }
+  if (!['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].includes(logLevel)) {
+    process.stderr.write('seglb: --log-level is trace, debug, info, warn, error, fatal or silent\n');
+    return 2;
+  }
+  const log = createLogger({ format: logFormat, level: logLevel as 'info' });
+  installCrashHandlers(log);
+  let runtime: Runtime;
+  try {
+    runtime = await Runtime.start(loaded, log);
+  } catch (err) {
+    log.fatal({ code: (err as SeglbError).code, err: (err as Error).message }, 'seglb could not start');
+    return 1;
+  }
+  log.info({ version: packageVersion(), config: loaded.file, node: process.version }, 'seglb started');
+  printDemoHints(runtime, loaded);
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) {
+        log.warn({ signal }, 'second signal: exiting now');
+        resolve(1);
+        return;
+      }
+      stopping = true;
+      const grace = runtime.snapshot.loaded.config.timeouts.shutdown_grace_ms;
+      log.info({ signal, graceMs: grace }, 'stopping: draining in-flight requests');
+      runtime.stop(grace).then(
+        () => {
+          log.info('stopped');
+          resolve(0);
+        },
+        (err: unknown) => {
+          log.error({ err: String(err) }, 'error while stopping');
+          resolve(1);
+        },
+      );
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+    let reloading = Promise.resolve();
+    process.on('SIGHUP', () => {
+      reloading = reloading.then(() => reload(runtime, loaded.file, log));
+    });
+  });
+}
+
+/** Re-reads the config file and applies it; a bad file is logged and the running config stays. */
+async function reload(runtime: Runtime, file: string, log: Logger): Promise<void> {
+  let next: LoadedConfig;
+  try {
+    next = loadConfigFile(file);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      log.error(
+        {
+          code: err.code,
+          issues: err.issues.map((i) => `${i.file}:${i.line}:${i.col} ${i.keyPath}: ${i.message}`),
+        },
+        'reload rejected: configuration invalid; the running configuration stays',
+      );
+      return;
+    }
+    log.error({ err: String(err) }, 'reload failed; the running configuration stays');
+    return;
+  }
+  try {
+    await runtime.reload(next);
+  } catch (err) {
+    log.error(
+      { code: (err as SeglbError).code, err: (err as Error).message },
+      'reload failed; the running configuration stays',
+    );
+  }
+}
+
+function printDemoHints(runtime: Runtime, loaded: LoadedConfig): void {
+  const lines: string[] = [];
+  for (const v of runtime.boundVips()) {
+    const host = v.address.includes(':')
+      ? `[${v.address === '::' ? '::1' : v.address}]`
+      : v.address === '0.0.0.0'
+        ? '127.0.0.1'
+        : v.address;
+    if (v.protocol === 'http')
+      lines.push(`  curl -s http://${host}:${v.port}/            # segment ${v.segment}`);
+    else if (v.protocol === 'https')
+      lines.push(`  curl -sk https://${host}:${v.port}/           # segment ${v.segment}`);
+    else
+      lines.push(
+        `  curl -s http://${host}:${v.port}/            # segment ${v.segment} (TCP VIP, HTTP demo backends)`,
+      );
+  }
+  const demo = Object.values(loaded.config.pools).some((p) => p.demo);
+  if (lines.length) {
+    process.stderr.write(
+      `\nseglb is running${demo ? ' with demo backends' : ''}. Try:\n${lines.join('\n')}\n`,
+    );
+    const first = runtime.boundVips().find((v) => v.protocol === 'http');
+    if (first) {
+      process.stderr.write(
+        `  curl -s --interface 127.0.0.9 http://127.0.0.1:${first.port}/   # from a source the demo policy denies (reset)\n`,
+      );
+    }
+    process.stderr.write('Stop with Ctrl-C (drains in-flight requests). Reload with: kill -HUP <pid>\n\n');
+  }
+}
+
+/**
+ * An unexpected exception is logged with its stack and the process exits 1, for a supervisor
+ * (systemd, Docker, Kubernetes) to restart it: state after an unknown fault is not trusted.
+ */
+function installCrashHandlers(log: Logger): void {
+  process.on('uncaughtException', (err) => {
+    log.fatal(
+      { err: { message: err.message, stack: err.stack } },
+      'uncaught exception: exiting for the supervisor to restart',
+    );
+    process.exit(1);
+  });
+  process.on('unhandledRejection', (err) => {
+    log.fatal({ err: String(err) }, 'unhandled rejection: exiting for the supervisor to restart');
+    process.exit(1);
+  });
+}
+
+if (import.meta.main) {
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (err: unknown) => {
+      process.stderr.write(
+        `seglb: ${err instanceof SeglbError ? `${err.code}: ${err.message}` : String((err as Error)?.stack ?? err)}\n`,
+      );
+      process.exit(1);
+    },
+  );
+}

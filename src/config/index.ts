@@ -1,0 +1,5 @@
+// Public surface of src/config: loading, validation results and the config types.
+export { type LoadedConfig, loadConfigFile, loadConfigText, SCHEMA_URL } from './load.ts';
+export type * from './types.ts';
+export { ANY_SOURCE, isIpSetName, type ResolvedExtras, type TlsMaterial } from './validate.ts';
+export { formatKeyPath, type KeyPathStep } from './yaml-positions.ts';

@@ -1,0 +1,421 @@
+// Semantic checks that a JSON Schema cannot express: addresses, CIDRs, references between
+// sections, listener collisions, outbound subnets, TLS material, IP-set files and unions.
+
+import { readFileSync } from 'node:fs';
+import { createSecureContext } from 'node:tls';
+import { type ConfigIssue, SeglbError } from '../errors.ts';
+import { type Cidr, cidrContains, parseCidr, parseCidrList } from '../net/cidr.ts';
+import { type Endpoint, parseEndpoint } from '../net/endpoint.ts';
+import type { RuleConfig, SeglbConfig } from './types.ts';
+import type { KeyPathStep } from './yaml-positions.ts';
+
+/** TLS material of one HTTPS VIP certificate, read from files or the environment (never logged). */
+export interface TlsMaterial {
+  readonly cert: string;
+  readonly key: string;
+  /** SNI names (exact or `*.suffix`); empty for a certificate that only serves as the default. */
+  readonly servernames: readonly string[];
+}
+
+/** What validation resolved while checking, handed on so nothing is read or parsed twice. */
+export interface ResolvedExtras {
+  /** Every IP set, unions expanded, as parsed CIDRs (both families mixed). */
+  readonly ipsets: ReadonlyMap<string, readonly Cidr[]>;
+  /** TLS material per HTTPS VIP, keyed `segment#vipIndex`. */
+  readonly tls: ReadonlyMap<string, readonly TlsMaterial[]>;
+  /** Each segment's parsed backend_subnets. */
+  readonly backendSubnets: ReadonlyMap<string, readonly Cidr[]>;
+}
+
+type IssueAt = (path: readonly KeyPathStep[], message: string, target?: 'key' | 'value') => ConfigIssue;
+
+/** The reserved source word meaning every IPv4 and IPv6 address. */
+export const ANY_SOURCE = 'any';
+
+/** True when a rule source names an IP set rather than a CIDR or address. */
+export function isIpSetName(source: string): boolean {
+  return source !== ANY_SOURCE && /^[A-Za-z][A-Za-z0-9_.-]*$/.test(source) && !source.includes(':');
+}
+
+/**
+ * Runs every semantic check over a schema-valid config and collects all issues.
+ * @param config - schema-valid config with defaults applied (not yet frozen)
+ * @param issue - builds a positioned issue for a key path of the config file
+ * @returns all issues (empty when valid) and the resolved extras
+ */
+export function checkSemantics(
+  config: SeglbConfig,
+  issue: IssueAt,
+): { issues: ConfigIssue[]; extras: ResolvedExtras } {
+  const issues: ConfigIssue[] = [];
+  const ipsets = resolveIpSets(config, issues, issue);
+  const backendSubnets = new Map<string, readonly Cidr[]>();
+  const tls = new Map<string, readonly TlsMaterial[]>();
+  const listeners = new ListenerRegistry(issues, issue);
+
+  for (const [segName, seg] of Object.entries(config.segments)) {
+    const base: KeyPathStep[] = ['segments', segName];
+    const subnets: Cidr[] = [];
+    seg.backend_subnets.forEach((text, i) => {
+      const c = tryCidr(text, [...base, 'backend_subnets', i], issues, issue);
+      if (c) subnets.push(c);
+    });
+    backendSubnets.set(segName, subnets);
+
+    const httpLike = seg.vips.some((v) => v.protocol !== 'tcp');
+    const tcpLike = seg.vips.some((v) => v.protocol === 'tcp');
+    seg.vips.forEach((vip, i) => {
+      const path = [...base, 'vips', i];
+      const ep = tryEndpoint(vip.listen, [...path, 'listen'], true, issues, issue);
+      if (ep) {
+        if (ep.family === 0)
+          issues.push(issue([...path, 'listen'], 'a VIP must listen on an IP address, not a hostname'));
+        else listeners.add(ep, vip.ipv6_only, [...path, 'listen'], `VIP of segment ${segName}`);
+      }
+      if (vip.protocol === 'https' && !vip.tls)
+        issues.push(issue(path, 'protocol https needs a tls section'));
+      if (vip.protocol !== 'https' && vip.tls)
+        issues.push(issue([...path, 'tls'], `tls is only for protocol https, not ${vip.protocol}`, 'key'));
+      if (vip.tls && vip.protocol === 'https') {
+        const material = readTls(vip.tls.certificates, [...path, 'tls', 'certificates'], issues, issue);
+        if (material) tls.set(`${segName}#${i}`, material);
+      }
+      vip.proxy_protocol?.trusted.forEach((src, j) => {
+        checkSource(src, [...path, 'proxy_protocol', 'trusted', j], ipsets, issues, issue);
+      });
+    });
+
+    const checkRules = (kind: 'allow' | 'deny', rules: readonly RuleConfig[]) => {
+      rules.forEach((rule, i) => {
+        const path = [...base, kind, i];
+        rule.from.forEach((src, j) => {
+          checkSource(src, [...path, 'from', j], ipsets, issues, issue);
+        });
+        const l7 = (['methods', 'paths', 'hosts', 'headers'] as const).filter((k) => rule[k] !== undefined);
+        if (l7.length > 0 && tcpLike) {
+          issues.push(
+            issue(
+              [...path, l7[0] as string],
+              `L7 conditions (${l7.join(', ')}) need HTTP VIPs, but segment ${segName} has a tcp VIP`,
+              'key',
+            ),
+          );
+        }
+        rule.paths?.forEach((p, j) => {
+          if (p.indexOf('*') !== -1 && p.indexOf('*') !== p.length - 1) {
+            issues.push(
+              issue([...path, 'paths', j], 'only a trailing * (prefix match) is supported in paths'),
+            );
+          }
+        });
+        rule.hosts?.forEach((h, j) => {
+          if (h.lastIndexOf('*') > 0 || (h.startsWith('*') && !h.startsWith('*.'))) {
+            issues.push(
+              issue(
+                [...path, 'hosts', j],
+                'a host is exact or starts with "*." (one leading wildcard label)',
+              ),
+            );
+          }
+        });
+      });
+      const names = new Map<string, number>();
+      rules.forEach((rule, i) => {
+        if (!rule.name) return;
+        const prev = names.get(rule.name);
+        if (prev !== undefined)
+          issues.push(
+            issue([...base, kind, i, 'name'], `rule name "${rule.name}" is already used by ${kind}[${prev}]`),
+          );
+        names.set(rule.name, i);
+      });
+    };
+    checkRules('allow', seg.allow);
+    checkRules('deny', seg.deny);
+    seg.trusted_proxies.forEach((src, j) => {
+      checkSource(src, [...base, 'trusted_proxies', j], ipsets, issues, issue);
+    });
+    if (seg.trusted_proxies.length > 0 && !httpLike) {
+      issues.push(
+        issue(
+          [...base, 'trusted_proxies'],
+          'trusted_proxies (X-Forwarded-For) applies to HTTP VIPs only; use proxy_protocol on a tcp VIP',
+          'key',
+        ),
+      );
+    }
+
+    const pool = config.pools[seg.pool];
+    if (!pool) {
+      const known = Object.keys(config.pools).join(', ');
+      issues.push(issue([...base, 'pool'], `pool "${seg.pool}" does not exist (pools: ${known})`));
+      continue;
+    }
+    pool.backends.forEach((b, i) => {
+      const ep = safeEndpoint(b.address);
+      if (!ep || ep.family === 0) return; // hostnames are checked at dial time
+      if (!subnets.some((s) => cidrContains(s, ep.host))) {
+        issues.push(
+          issue(
+            ['pools', seg.pool, 'backends', i, 'address'],
+            `backend ${b.address} is outside backend_subnets of segment ${segName} (${seg.backend_subnets.join(', ')})`,
+          ),
+        );
+      }
+    });
+  }
+
+  for (const [poolName, pool] of Object.entries(config.pools)) {
+    pool.backends.forEach((b, i) => {
+      const path = ['pools', poolName, 'backends', i, 'address'];
+      const ep = tryEndpoint(b.address, path, false, issues, issue);
+      if (ep && pool.demo) {
+        if (ep.family === 0 || !isLoopback(ep.host))
+          issues.push(issue(path, 'demo backends must be loopback IP addresses'));
+        else listeners.add(ep, false, path, `demo backend of pool ${poolName}`);
+      }
+    });
+  }
+  if (config.admin) {
+    const ep = tryEndpoint(config.admin.listen, ['admin', 'listen'], false, issues, issue);
+    if (ep) listeners.add(ep, false, ['admin', 'listen'], 'the admin listener');
+  }
+  if (config.cluster) {
+    const ep = tryEndpoint(config.cluster.listen, ['cluster', 'listen'], false, issues, issue);
+    if (ep) listeners.add(ep, false, ['cluster', 'listen'], 'the cluster sync listener');
+    config.cluster.peers.forEach((p, i) => {
+      tryEndpoint(p, ['cluster', 'peers', i], false, issues, issue);
+    });
+  }
+  return { issues, extras: { ipsets, tls, backendSubnets } };
+}
+
+/** Detects two listeners that cannot both bind: same address and port, or a wildcard overlapping. */
+class ListenerRegistry {
+  readonly #seen: { ep: Endpoint; v6only: boolean; what: string; path: readonly KeyPathStep[] }[] = [];
+  readonly #issues: ConfigIssue[];
+  readonly #issue: IssueAt;
+  constructor(issues: ConfigIssue[], issue: IssueAt) {
+    this.#issues = issues;
+    this.#issue = issue;
+  }
+  add(ep: Endpoint, v6only: boolean, path: readonly KeyPathStep[], what: string): void {
+    if (ep.port === 0) return; // ephemeral ports never collide
+    for (const other of this.#seen) {
+      if (other.ep.port === ep.port && bindsOverlap(ep, v6only, other.ep, other.v6only)) {
+        const where = `${other.path.map(String).join('.')}`;
+        this.#issues.push(
+          this.#issue(
+            path,
+            `${what} ${formatEp(ep)} collides with ${other.what} ${formatEp(other.ep)} (${where})`,
+          ),
+        );
+        return;
+      }
+    }
+    this.#seen.push({ ep, v6only, what, path });
+  }
+}
+
+function formatEp(ep: Endpoint): string {
+  return ep.family === 6 ? `[${ep.host}]:${ep.port}` : `${ep.host}:${ep.port}`;
+}
+
+/** Linux bind semantics: same address, or a wildcard of a family that covers the other address. */
+function bindsOverlap(a: Endpoint, aV6only: boolean, b: Endpoint, bV6only: boolean): boolean {
+  if (a.host === b.host) return true;
+  const covers = (w: Endpoint, wV6only: boolean, o: Endpoint) =>
+    (w.host === '0.0.0.0' && o.family === 4) || (w.host === '::' && (o.family === 6 || !wV6only));
+  return covers(a, aV6only, b) || covers(b, bV6only, a);
+}
+
+function isLoopback(host: string): boolean {
+  return host.startsWith('127.') || host === '::1';
+}
+
+function safeEndpoint(text: string): Endpoint | undefined {
+  try {
+    return parseEndpoint(text);
+  } catch {
+    return undefined;
+  }
+}
+
+function tryEndpoint(
+  text: string,
+  path: readonly KeyPathStep[],
+  allowPortZero: boolean,
+  issues: ConfigIssue[],
+  issue: IssueAt,
+): Endpoint | undefined {
+  try {
+    return parseEndpoint(text, allowPortZero);
+  } catch (err) {
+    issues.push(issue(path, messageOf(err)));
+    return undefined;
+  }
+}
+
+function tryCidr(
+  text: string,
+  path: readonly KeyPathStep[],
+  issues: ConfigIssue[],
+  issue: IssueAt,
+): Cidr | undefined {
+  try {
+    return parseCidr(text);
+  } catch (err) {
+    issues.push(issue(path, messageOf(err)));
+    return undefined;
+  }
+}
+
+function checkSource(
+  src: string,
+  path: readonly KeyPathStep[],
+  ipsets: ReadonlyMap<string, readonly Cidr[]>,
+  issues: ConfigIssue[],
+  issue: IssueAt,
+): void {
+  if (src === ANY_SOURCE) return;
+  if (isIpSetName(src)) {
+    if (!ipsets.has(src)) issues.push(issue(path, `IP set "${src}" does not exist`));
+    return;
+  }
+  tryCidr(src, path, issues, issue);
+}
+
+function resolveIpSets(
+  config: SeglbConfig,
+  issues: ConfigIssue[],
+  issue: IssueAt,
+): Map<string, readonly Cidr[]> {
+  const own = new Map<string, Cidr[]>();
+  for (const [name, set] of Object.entries(config.ipsets)) {
+    const list: Cidr[] = [];
+    set.cidrs?.forEach((text, i) => {
+      const c = tryCidr(text, ['ipsets', name, 'cidrs', i], issues, issue);
+      if (c) list.push(c);
+    });
+    if (set.file) {
+      let text: string | undefined;
+      try {
+        text = readFileSync(set.file, 'utf8');
+      } catch (err) {
+        issues.push(
+          issue(
+            ['ipsets', name, 'file'],
+            `cannot read ${set.file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+          ),
+        );
+      }
+      if (text !== undefined) {
+        const parsed = parseCidrList(text);
+        for (const c of parsed.cidrs) list.push(c);
+        for (const e of parsed.errors.slice(0, 20)) {
+          issues.push({
+            file: set.file,
+            line: e.line,
+            col: e.col,
+            keyPath: `ipsets.${name}.file`,
+            message: e.message,
+          });
+        }
+        if (parsed.errors.length > 20) {
+          issues.push(
+            issue(['ipsets', name, 'file'], `${parsed.errors.length - 20} more invalid lines in ${set.file}`),
+          );
+        }
+      }
+    }
+    own.set(name, list);
+  }
+  const resolved = new Map<string, readonly Cidr[]>();
+  const visiting = new Set<string>();
+  const expand = (name: string, path: readonly KeyPathStep[]): readonly Cidr[] => {
+    const done = resolved.get(name);
+    if (done) return done;
+    if (visiting.has(name)) {
+      issues.push(issue(path, `IP-set union cycle through "${name}"`));
+      return [];
+    }
+    visiting.add(name);
+    const out = [...(own.get(name) ?? [])];
+    config.ipsets[name]?.union?.forEach((member, i) => {
+      const memberPath = ['ipsets', name, 'union', i];
+      if (!own.has(member)) issues.push(issue(memberPath, `IP set "${member}" does not exist`));
+      else for (const c of expand(member, memberPath)) out.push(c);
+    });
+    visiting.delete(name);
+    resolved.set(name, out);
+    return out;
+  };
+  for (const name of own.keys()) expand(name, ['ipsets', name]);
+  return resolved;
+}
+
+function readTls(
+  certs: readonly {
+    cert_file: string;
+    key_file?: string;
+    key_env?: string;
+    servernames?: readonly string[];
+  }[],
+  base: readonly KeyPathStep[],
+  issues: ConfigIssue[],
+  issue: IssueAt,
+): TlsMaterial[] | undefined {
+  const out: TlsMaterial[] = [];
+  let ok = true;
+  certs.forEach((c, i) => {
+    const path = [...base, i];
+    if ((c.key_file === undefined) === (c.key_env === undefined)) {
+      issues.push(issue(path, 'give exactly one of key_file or key_env (private keys are never inline)'));
+      ok = false;
+      return;
+    }
+    let cert: string;
+    let key: string | undefined;
+    try {
+      cert = readFileSync(c.cert_file, 'utf8');
+    } catch (err) {
+      issues.push(
+        issue([...path, 'cert_file'], `cannot read ${c.cert_file}: ${(err as NodeJS.ErrnoException).code}`),
+      );
+      ok = false;
+      return;
+    }
+    if (c.key_file) {
+      try {
+        key = readFileSync(c.key_file, 'utf8');
+      } catch (err) {
+        issues.push(
+          issue([...path, 'key_file'], `cannot read ${c.key_file}: ${(err as NodeJS.ErrnoException).code}`),
+        );
+        ok = false;
+        return;
+      }
+    } else {
+      key = process.env[c.key_env as string];
+      if (!key) {
+        issues.push(issue([...path, 'key_env'], `environment variable ${c.key_env} is not set`));
+        ok = false;
+        return;
+      }
+    }
+    try {
+      createSecureContext({ cert, key });
+    } catch (err) {
+      // The message of a PEM parse failure names no key material, so it is safe to show.
+      issues.push(issue(path, `certificate and key do not load: ${(err as Error).message}`));
+      ok = false;
+      return;
+    }
+    out.push({ cert, key, servernames: c.servernames ?? [] });
+  });
+  return ok ? out : undefined;
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof SeglbError ? err.message : String(err);
+}

@@ -1,0 +1,598 @@
+// HTTP and HTTPS VIPs: node's HTTP/1.1 server parses client requests (with the verdict hook in
+// front of it), requests are forwarded through undici Pool.dispatch with a raw streaming handler,
+// and WebSocket/upgrade requests through http-proxy-3.
+
+import { randomUUID } from 'node:crypto';
+import {
+  createServer as createHttpServer,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+  STATUS_CODES,
+} from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo, Socket } from 'node:net';
+import { createSecureContext, type SecureContext } from 'node:tls';
+import { createProxyServer, type ProxyServer } from 'http-proxy-3';
+import type { Dispatcher } from 'undici';
+import type { TlsMaterial } from '../config/index.ts';
+import { PoolError } from '../errors.ts';
+import { parseEndpoint } from '../net/endpoint.ts';
+import { normaliseRequestPath, VERDICT_L7, type VerdictRecord } from '../policy/index.ts';
+import type { Backend } from '../pools/index.ts';
+import { resolveAllowedAddress } from '../pools/index.ts';
+import {
+  type AcceptShared,
+  type ConnectionState,
+  installVerdictHook,
+  logDeny,
+  type SeglbSocket,
+} from './accept.ts';
+import type { SegmentRuntime, VipContext } from './context.ts';
+import { buildDownstreamHeaders, buildUpstreamHeaders, clientFromForwardedFor } from './http-headers.ts';
+
+type Req = IncomingMessage & { socket: SeglbSocket };
+
+/** Methods a request may be retried with after a failure past connect (RFC 9110 §9.2.2). */
+const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
+/** Error codes meaning "the request never reached the backend": always safe to retry elsewhere. */
+const CONNECT_ERRORS: ReadonlySet<string> = new Set([
+  'ECONNREFUSED',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EADDRNOTAVAIL',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'SEGLB_POOL_OUTBOUND_DENIED',
+]);
+
+/**
+ * An HTTP or HTTPS VIP. Construct, `listen()`, swap contexts with `setContext()` on reload, and
+ * `close(graceMs)` to drain.
+ */
+export class HttpVip {
+  readonly server: Server;
+  /** Open client sockets (raw TCP sockets, TLS included). */
+  readonly active = new Set<Socket>();
+  #ctx: VipContext;
+  readonly #shared: AcceptShared;
+  readonly #proto: 'http' | 'https';
+  #draining = false;
+  #wsProxy: ProxyServer | null = null;
+
+  /**
+   * @param ctx - the VIP's context in the current snapshot
+   * @param shared - quarantine, logger, counters
+   * @param tls - certificates for an HTTPS VIP (first is the default), undefined for HTTP
+   */
+  constructor(ctx: VipContext, shared: AcceptShared, tls?: readonly TlsMaterial[]) {
+    this.#ctx = ctx;
+    this.#shared = shared;
+    this.#proto = tls ? 'https' : 'http';
+    const t = ctx.timeouts;
+    const httpOptions = {
+      maxHeaderSize: ctx.limits.max_header_bytes,
+      headersTimeout: t.client_header_ms,
+      requestTimeout: t.client_request_ms,
+      keepAliveTimeout: t.client_idle_ms,
+      connectionsCheckingInterval: Math.min(1000, t.client_header_ms),
+      requireHostHeader: true,
+      joinDuplicateHeaders: false,
+      noDelay: true,
+    };
+    const onRequest = (req: IncomingMessage, res: ServerResponse) => this.#onRequest(req as Req, res);
+    if (tls) {
+      const contexts = buildSniContexts(tls);
+      const first = tls[0] as TlsMaterial;
+      this.server = createHttpsServer(
+        {
+          ...httpOptions,
+          cert: first.cert,
+          key: first.key,
+          minVersion: ctx.vip.tls?.min_version ?? 'TLSv1.2',
+          SNICallback: (name, cb) => cb(null, contexts.lookup(name)),
+          handshakeTimeout: t.client_header_ms,
+        },
+        onRequest,
+      );
+      // Requests arrive on the TLSSocket; the connection state was put on the raw socket.
+      this.server.prependListener(
+        'secureConnection',
+        (s: Socket & { _parent?: SeglbSocket; seglb?: ConnectionState }) => {
+          s.seglb = s._parent?.seglb;
+        },
+      );
+      this.server.on('tlsClientError', () => {});
+    } else {
+      this.server = createHttpServer(httpOptions, onRequest);
+    }
+    const protocolListener = this.server.listeners('connection')[0] as (s: Socket) => void;
+    const server = this.server;
+    const resume = !tls;
+    installVerdictHook(
+      this.server,
+      () => this.#ctx,
+      shared,
+      (socket) => {
+        protocolListener.call(server, socket);
+        if (resume) socket.resume();
+      },
+      this.active,
+    );
+    this.server.on('upgrade', (req: Req, socket: Socket, head: Buffer) => this.#onUpgrade(req, socket, head));
+  }
+
+  /** Swaps in the VIP's context of a new snapshot; open connections keep theirs. */
+  setContext(ctx: VipContext): void {
+    this.#ctx = ctx;
+  }
+
+  /**
+   * Binds the VIP.
+   * @returns the bound address (port resolved when the config said 0)
+   * @throws the bind error (EADDRINUSE, EACCES, ...)
+   */
+  listen(): Promise<AddressInfo> {
+    const ep = parseEndpoint(this.#ctx.vip.listen, true);
+    return listenOn(this.server, ep.host, ep.port, this.#ctx.vip.ipv6_only);
+  }
+
+  /**
+   * Stops accepting, lets in-flight requests finish (connections close after their current
+   * response), then closes what is left after `graceMs`.
+   */
+  async close(graceMs: number): Promise<void> {
+    this.#draining = true;
+    await closeGracefully(this.server, this.active, graceMs, () => this.server.closeIdleConnections());
+    this.#wsProxy?.close();
+  }
+
+  #onRequest(req: Req, res: ServerResponse): void {
+    const conn = req.socket.seglb;
+    if (conn === undefined) {
+      res.destroy();
+      return;
+    }
+    const seg = conn.ctx.segment;
+    seg.counters.requests++;
+    if (this.#draining) res.shouldKeepAlive = false;
+    const source = this.#judge(req, conn, seg);
+    if (source === null) {
+      sendError(res, seg, 403, 'request not allowed by segment policy');
+      return;
+    }
+    let path = req.url ?? '/';
+    if (path.charCodeAt(0) !== 47 /* / */ && path !== '*') {
+      const origin = originForm(path);
+      if (origin === null) {
+        sendError(res, seg, 400, 'invalid request target');
+        return;
+      }
+      path = origin;
+    }
+    const headers = buildUpstreamHeaders(req.rawHeaders, {
+      client: source,
+      peer: conn.source,
+      trusted: conn.viaTrustedProxy,
+      proto: this.#proto,
+      xff: seg.forwarded.x_forwarded_for,
+      xfProto: seg.forwarded.x_forwarded_proto,
+      xfHost: seg.forwarded.x_forwarded_host,
+    });
+    const hasBody =
+      req.headers['content-length'] !== undefined
+        ? req.headers['content-length'] !== '0'
+        : req.headers['transfer-encoding'] !== undefined;
+    new ForwardRequest(req, res, seg, path, headers, hasBody, this.#shared).start(null);
+  }
+
+  /**
+   * Runs the per-request verdict where the connection needs one.
+   * @returns the client address to forward as, or null when the request is denied (enforce mode)
+   */
+  #judge(req: Req, conn: ConnectionState, seg: SegmentRuntime): string | null {
+    if (!conn.judgeRequests) return conn.source;
+    let source = conn.source;
+    let record: VerdictRecord = conn.record;
+    const policy = seg.policy;
+    if (conn.viaTrustedProxy) {
+      source = clientFromForwardedFor(req.headers['x-forwarded-for'], conn.source, seg.xffTrusted as never);
+      const q = this.#shared.quarantine.match(source);
+      if (q !== undefined) {
+        this.#shared.counters.quarantineDenied++;
+        logDeny(this.#shared, seg, conn.ctx, source, 'quarantine', `quarantined: ${q.reason}`);
+        return null;
+      }
+      record = policy.lookup(source);
+    }
+    const verdict = policy.judgeRequest(record, {
+      method: req.method ?? 'GET',
+      path: normaliseRequestPath(req.url ?? '/'),
+      host: hostWithoutPort(req.headers.host),
+      headers: req.headers,
+    });
+    policy.count(verdict.allowed, verdict.rule);
+    if (!verdict.allowed) {
+      logDeny(this.#shared, seg, conn.ctx, source, policy.ruleName(verdict.rule), 'request not allowed', {
+        method: req.method,
+        path: req.url,
+      });
+      if (policy.mode === 'enforce') return null;
+    }
+    return source;
+  }
+
+  #onUpgrade(req: Req, socket: Socket, head: Buffer): void {
+    const conn = req.socket.seglb ?? (socket as SeglbSocket).seglb;
+    socket.on('error', () => socket.destroy());
+    if (conn === undefined) {
+      socket.destroy();
+      return;
+    }
+    const seg = conn.ctx.segment;
+    seg.counters.requests++;
+    const source = this.#judge(req, conn, seg);
+    if (source === null) {
+      seg.counters.responses403++;
+      rawError(socket, 403, 'request not allowed by segment policy');
+      return;
+    }
+    const backend = seg.pool.acquire(null);
+    if (backend === null) {
+      seg.counters.responses503++;
+      rawError(socket, 503, `no usable backend in pool ${seg.pool.name}`);
+      return;
+    }
+    socket.once('close', () => seg.pool.release(backend));
+    const xff =
+      conn.viaTrustedProxy && req.headers['x-forwarded-for']
+        ? `${req.headers['x-forwarded-for']}, ${conn.source}`
+        : source;
+    if (seg.forwarded.x_forwarded_for) req.headers['x-forwarded-for'] = xff;
+    if (seg.forwarded.x_forwarded_proto) req.headers['x-forwarded-proto'] = this.#proto;
+    resolveAllowedAddress(
+      backend.endpoint.host,
+      seg.backendSubnets,
+      outboundObserver(seg, this.#shared),
+      (err, address) => {
+        if (err) {
+          seg.counters.responses502++;
+          rawError(
+            socket,
+            502,
+            err instanceof PoolError ? err.message : 'backend address could not be resolved',
+          );
+          return;
+        }
+        const host = address.includes(':') ? `[${address}]` : address;
+        this.#wsProxy ??= this.#createWsProxy();
+        this.#wsProxy.ws(req, socket, head, { target: `http://${host}:${backend.endpoint.port}` });
+      },
+    );
+  }
+
+  #createWsProxy(): ProxyServer {
+    const proxy = createProxyServer({
+      ws: true,
+      xfwd: false,
+      proxyTimeout: this.#ctx.timeouts.backend_response_ms,
+    });
+    proxy.on('error', (_err: Error, _req: unknown, res: unknown) => {
+      const s = res as Socket | undefined;
+      if (s && typeof s.destroy === 'function') {
+        if (s.writable && !(s as Socket & { _httpMessage?: unknown })._httpMessage)
+          rawError(s, 502, 'backend did not accept the upgrade');
+        else s.destroy();
+      }
+    });
+    return proxy;
+  }
+}
+
+/**
+ * One proxied request: picks a backend, dispatches through its undici pool, streams the response
+ * back with backpressure, retries on another backend when the request never reached one.
+ * Implements undici's DispatchHandler (onRequestStart ... onResponseEnd/onResponseError).
+ */
+class ForwardRequest implements Dispatcher.DispatchHandler {
+  readonly #req: Req;
+  readonly #res: ServerResponse;
+  readonly #seg: SegmentRuntime;
+  readonly #path: string;
+  readonly #headers: string[];
+  readonly #hasBody: boolean;
+  readonly #shared: AcceptShared;
+  #backend: Backend | null = null;
+  #controller: Dispatcher.DispatchController | null = null;
+  #attempt = 0;
+  #done = false;
+  #responded = false;
+
+  constructor(
+    req: Req,
+    res: ServerResponse,
+    seg: SegmentRuntime,
+    path: string,
+    headers: string[],
+    hasBody: boolean,
+    shared: AcceptShared,
+  ) {
+    this.#req = req;
+    this.#res = res;
+    this.#seg = seg;
+    this.#path = path;
+    this.#headers = headers;
+    this.#hasBody = hasBody;
+    this.#shared = shared;
+    res.once('close', this.#onClientClose);
+  }
+
+  /** Dispatches the request to a backend other than `avoid`. */
+  start(avoid: Backend | null): void {
+    const pool = this.#seg.pool;
+    const backend = pool.acquire(avoid);
+    if (backend === null) {
+      this.#fail(503, `no usable backend in pool ${pool.name}`);
+      return;
+    }
+    this.#backend = backend;
+    this.#controller = null;
+    this.#responded = false;
+    const req = this.#req;
+    pool.dispatcher(backend).dispatch(
+      {
+        path: this.#path,
+        method: req.method ?? 'GET',
+        headers: this.#headers,
+        body: this.#hasBody ? req : null,
+        idempotent: IDEMPOTENT.has(req.method ?? 'GET') && !this.#hasBody,
+        upgrade: null,
+      },
+      this,
+    );
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.#controller = controller;
+    if (this.#done) controller.abort(new Error('client went away'));
+  }
+
+  onResponseStart(
+    controller: Dispatcher.DispatchController,
+    statusCode: number,
+    _headers: unknown,
+    statusMessage?: string,
+  ): void {
+    if (statusCode < 200) return; // 1xx informational: node answers 100-continue itself
+    const raw = (controller as unknown as { rawHeaders: (Buffer | string)[] }).rawHeaders ?? [];
+    const res = this.#res;
+    this.#responded = true;
+    try {
+      if (statusMessage) res.writeHead(statusCode, statusMessage, buildDownstreamHeaders(raw));
+      else res.writeHead(statusCode, buildDownstreamHeaders(raw));
+    } catch {
+      controller.abort(new Error('invalid response head from backend'));
+    }
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (!this.#res.write(chunk)) {
+      controller.pause();
+      this.#res.once('drain', this.#resume);
+    }
+  }
+
+  onResponseEnd(): void {
+    this.#finish();
+    this.#res.end();
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    const backend = this.#backend;
+    this.#finish();
+    if (this.#done) return; // the client is gone; nothing to answer
+    const code = (err as { code?: string }).code ?? '';
+    if (backend !== null && code === 'SEGLB_POOL_OUTBOUND_DENIED') this.#seg.counters.outboundDenied++;
+    if (!this.#responded && !this.#res.headersSent) {
+      const neverSent = CONNECT_ERRORS.has(code);
+      if (neverSent && backend) this.#seg.pool.recordFailure(backend);
+      const bodyUntouched = !this.#hasBody || !this.#req.readableDidRead;
+      const retriable =
+        bodyUntouched &&
+        (neverSent || (IDEMPOTENT.has(this.#req.method ?? '') && isResetBeforeResponse(code)));
+      if (
+        retriable &&
+        this.#attempt < this.#seg.pool.config.retries &&
+        code !== 'SEGLB_POOL_OUTBOUND_DENIED'
+      ) {
+        this.#attempt++;
+        this.#seg.counters.retries++;
+        this.start(backend);
+        return;
+      }
+      const [status, reason] = classify(code, err);
+      this.#shared.log.warn(
+        { segment: this.#seg.name, backend: backend?.name, code, err: err.message },
+        reason,
+      );
+      this.#fail(status, reason);
+      return;
+    }
+    this.#res.destroy();
+  }
+
+  #finish(): void {
+    const backend = this.#backend;
+    if (backend !== null) {
+      this.#backend = null;
+      this.#seg.pool.release(backend);
+    }
+  }
+
+  #fail(status: number, reason: string): void {
+    sendError(this.#res, this.#seg, status, reason);
+  }
+
+  readonly #resume = (): void => {
+    this.#controller?.resume();
+  };
+
+  readonly #onClientClose = (): void => {
+    if (this.#res.writableFinished) return;
+    this.#done = true;
+    this.#controller?.abort(new Error('client went away'));
+  };
+}
+
+function isResetBeforeResponse(code: string): boolean {
+  return code === 'ECONNRESET' || code === 'UND_ERR_SOCKET' || code === 'EPIPE';
+}
+
+/** Maps a forwarding error to the status the client gets and a short reason (nginx-like). */
+function classify(code: string, err: Error): [number, string] {
+  switch (code) {
+    case 'SEGLB_POOL_OUTBOUND_DENIED':
+      return [502, err.message];
+    case 'UND_ERR_CONNECT_TIMEOUT':
+      return [504, 'backend connect timeout'];
+    case 'UND_ERR_HEADERS_TIMEOUT':
+      return [504, 'backend response timeout'];
+    case 'ECONNREFUSED':
+      return [502, 'backend refused the connection'];
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return [502, 'backend hostname did not resolve'];
+    case 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH':
+      return [400, 'request body length does not match Content-Length'];
+    default:
+      return [502, 'backend connection failed'];
+  }
+}
+
+/**
+ * Answers a request with a short plain-text error naming the reason and a request id.
+ * @param status - 400, 403, 502, 503 or 504
+ */
+export function sendError(res: ServerResponse, seg: SegmentRuntime, status: number, reason: string): void {
+  if (status === 403) seg.counters.responses403++;
+  else if (status === 502) seg.counters.responses502++;
+  else if (status === 503) seg.counters.responses503++;
+  else if (status === 504) seg.counters.responses504++;
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const id = randomUUID();
+  const body = `${status} ${STATUS_CODES[status]}: ${reason} (request id ${id})\n`;
+  res.writeHead(status, {
+    'content-type': 'text/plain; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+    'x-request-id': id,
+    'x-seglb-reason': reason.replace(/[^\x20-\x7e]/g, '?'),
+  });
+  res.end(body);
+}
+
+function rawError(socket: Socket, status: number, reason: string): void {
+  const body = `${status} ${STATUS_CODES[status]}: ${reason}\n`;
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  );
+}
+
+function outboundObserver(seg: SegmentRuntime, shared: AcceptShared) {
+  return (host: string, address: string, allowed: boolean) => {
+    if (!allowed) {
+      seg.counters.outboundDenied++;
+      shared.log.warn(
+        { segment: seg.name, backend: host, address },
+        'outbound connection refused: outside backend_subnets',
+      );
+    }
+  };
+}
+
+/** `Host` header value without port, lowercase (`[::1]:80` -> `[::1]`). */
+function hostWithoutPort(host: string | undefined): string {
+  if (!host) return '';
+  const end = host.startsWith('[') ? host.indexOf(']') + 1 : host.indexOf(':');
+  return (end > 0 ? host.slice(0, end) : host).toLowerCase();
+}
+
+/** Converts an absolute-form target (RFC 9112 §3.2.2) to origin-form; null when invalid. */
+function originForm(target: string): string | null {
+  try {
+    const u = new URL(target);
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') return null;
+    return u.pathname + u.search;
+  } catch {
+    return null;
+  }
+}
+
+/** SNI lookup: exact names first, then `*.suffix` wildcards, else the first certificate. */
+function buildSniContexts(material: readonly TlsMaterial[]): { lookup(name: string): SecureContext } {
+  const exact = new Map<string, SecureContext>();
+  const wildcard: [string, SecureContext][] = [];
+  let fallback: SecureContext | undefined;
+  for (const m of material) {
+    const ctx = createSecureContext({ cert: m.cert, key: m.key });
+    fallback ??= ctx;
+    for (const n of m.servernames) {
+      const name = n.toLowerCase();
+      if (name.startsWith('*.')) wildcard.push([name.slice(1), ctx]);
+      else exact.set(name, ctx);
+    }
+  }
+  return {
+    lookup(name: string): SecureContext {
+      const lower = name.toLowerCase();
+      const hit = exact.get(lower);
+      if (hit) return hit;
+      for (const [suffix, ctx] of wildcard)
+        if (lower.endsWith(suffix) && lower.length > suffix.length) return ctx;
+      return fallback as SecureContext;
+    },
+  };
+}
+
+/**
+ * Binds a server. A `[::]` VIP is dual-stack unless ipv6Only.
+ * @returns the bound address
+ */
+export function listenOn(
+  server: import('node:net').Server,
+  host: string,
+  port: number,
+  ipv6Only: boolean,
+): Promise<AddressInfo> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host, port, ipv6Only, backlog: 4096 }, () => {
+      server.off('error', reject);
+      resolve(server.address() as AddressInfo);
+    });
+  });
+}
+
+/**
+ * Drains a listener: stop accepting, wait for `active` to empty (calling `nudge` to close idle
+ * keep-alive connections), destroy what remains after `graceMs`.
+ */
+export async function closeGracefully(
+  server: import('node:net').Server,
+  active: Set<Socket>,
+  graceMs: number,
+  nudge: () => void,
+): Promise<void> {
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  const deadline = Date.now() + graceMs;
+  while (active.size > 0 && Date.now() < deadline) {
+    nudge();
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  for (const s of active) s.destroy();
+  await closed;
+}
+
+export { VERDICT_L7 };

@@ -1,0 +1,306 @@
+// Builds the runtime snapshot from a loaded config (compiled policies, pools, per-VIP contexts),
+// opens the VIP listeners, and swaps snapshots on reload in one assignment per listener; the
+// control plane produces snapshots, the data plane only reads them.
+
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Pool as UndiciPool } from 'undici';
+import type { LoadedConfig, VipConfig } from './config/index.ts';
+import { ListenerError } from './errors.ts';
+import type { AcceptShared } from './listeners/accept.ts';
+import { newSegmentCounters, type SegmentRuntime, type VipContext } from './listeners/context.ts';
+import { HttpVip } from './listeners/http.ts';
+import { TcpVip } from './listeners/tcp.ts';
+import { parseEndpoint } from './net/endpoint.ts';
+import { type Logger, LogRateLimiter } from './observe/log.ts';
+import { compileSegmentPolicy, expandSources, Quarantine, SourceSet } from './policy/index.ts';
+import { BackendPool, startDemoBackend } from './pools/index.ts';
+
+/** One immutable runtime snapshot. */
+export interface Snapshot {
+  /** Monotonic, starting at 1; +1 per applied config. */
+  readonly version: number;
+  readonly loaded: LoadedConfig;
+  readonly segments: ReadonlyMap<string, SegmentRuntime>;
+  /** Per VIP key (see vipKey): its context. */
+  readonly vips: ReadonlyMap<string, VipContext>;
+}
+
+/** A bound VIP, for start-up messages and tests. */
+export interface BoundVip {
+  readonly segment: string;
+  readonly protocol: VipConfig['protocol'];
+  readonly listen: string;
+  /** Actual bound address and port (the port is resolved when the config said 0). */
+  readonly address: string;
+  readonly port: number;
+}
+
+type Listener = HttpVip | TcpVip;
+
+/**
+ * The running seglb: one per process (tests may run several side by side: no globals).
+ * Create with `Runtime.start(loaded, log)`.
+ */
+export class Runtime {
+  readonly quarantine: Quarantine;
+  readonly log: Logger;
+  readonly shared: AcceptShared;
+  #snapshot: Snapshot;
+  readonly #listeners = new Map<string, { listener: Listener; ctx: VipContext; bound: AddressInfo }>();
+  readonly #demo = new Map<string, Server>();
+  #stopping = false;
+
+  private constructor(snapshot: Snapshot, log: Logger, quarantine: Quarantine) {
+    this.#snapshot = snapshot;
+    this.log = log;
+    this.quarantine = quarantine;
+    this.shared = {
+      quarantine,
+      log,
+      denyLog: new LogRateLimiter(snapshot.loaded.config.log.deny_log_per_second),
+      counters: { quarantineDenied: 0, connectionLimitRefused: 0, proxyHeaderInvalid: 0 },
+    };
+  }
+
+  /**
+   * Compiles the config, starts demo backends and binds every VIP.
+   * @param loaded - a validated config
+   * @param log - process logger
+   * @returns the running runtime
+   * @throws ListenerError SEGLB_LISTENER_BIND when a VIP or demo backend cannot bind (whatever was
+   *   opened is closed again first)
+   */
+  static async start(loaded: LoadedConfig, log: Logger): Promise<Runtime> {
+    const quarantine = new Quarantine();
+    const snapshot = buildSnapshot(loaded, 1, null);
+    const rt = new Runtime(snapshot, log, quarantine);
+    try {
+      await rt.#syncDemoBackends();
+      for (const [key, ctx] of snapshot.vips) await rt.#open(key, ctx);
+    } catch (err) {
+      await rt.stop(0);
+      throw err;
+    }
+    return rt;
+  }
+
+  /** The current snapshot. */
+  get snapshot(): Snapshot {
+    return this.#snapshot;
+  }
+
+  /** Every bound VIP with its actual address. */
+  boundVips(): BoundVip[] {
+    return [...this.#listeners.values()].map((l) => ({
+      segment: l.ctx.segment.name,
+      protocol: l.ctx.vip.protocol,
+      listen: l.ctx.vip.listen,
+      address: l.bound.address,
+      port: l.bound.port,
+    }));
+  }
+
+  /**
+   * Applies a new config without dropping connections: listeners whose bind address stays are kept
+   * (they get the new context; open connections finish under the old one), new ones are opened
+   * before removed ones are closed, and keep-alive connections to backends that remain are reused.
+   * @param loaded - a validated config (validation failures never reach here: the old config stays)
+   * @throws ListenerError SEGLB_LISTENER_BIND when a new VIP cannot bind; the old snapshot then stays
+   */
+  async reload(loaded: LoadedConfig): Promise<Snapshot> {
+    const old = this.#snapshot;
+    const next = buildSnapshot(loaded, old.version + 1, old);
+    const opened: string[] = [];
+    try {
+      await this.#syncDemoBackends(loaded);
+      for (const [key, ctx] of next.vips) {
+        const existing = this.#listeners.get(key);
+        if (existing && sameListener(existing.ctx, ctx)) continue;
+        if (existing) await this.#closeListener(key, 0);
+        await this.#open(key, ctx);
+        opened.push(key);
+      }
+    } catch (err) {
+      for (const key of opened) await this.#closeListener(key, 0);
+      closeUnreused(next, old);
+      throw err;
+    }
+    for (const [key, entry] of this.#listeners) {
+      const ctx = next.vips.get(key);
+      if (ctx) {
+        entry.listener.setContext(ctx);
+        entry.ctx = ctx;
+      }
+    }
+    this.#snapshot = next;
+    const grace = loaded.config.timeouts.shutdown_grace_ms;
+    const removed = [...this.#listeners.keys()].filter((k) => !next.vips.has(k));
+    await Promise.all(removed.map((k) => this.#closeListener(k, grace)));
+    closeUnreused(old, next);
+    await this.#syncDemoBackends(loaded);
+    this.log.info(
+      { version: next.version, segments: next.segments.size, vips: next.vips.size },
+      'configuration applied',
+    );
+    return next;
+  }
+
+  /**
+   * Stops accepting everywhere, lets in-flight requests and connections finish for up to
+   * `graceMs`, then closes everything (backend pools, demo backends).
+   */
+  async stop(graceMs: number): Promise<void> {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    await Promise.all([...this.#listeners.keys()].map((k) => this.#closeListener(k, graceMs)));
+    await Promise.all([...this.#snapshot.segments.values()].map((s) => s.pool.close().catch(() => {})));
+    await Promise.all(
+      [...this.#demo.values()].map(
+        (s) =>
+          new Promise<void>((r) => {
+            s.closeAllConnections();
+            s.close(() => r());
+          }),
+      ),
+    );
+    this.#demo.clear();
+  }
+
+  async #open(key: string, ctx: VipContext): Promise<void> {
+    const listener: Listener =
+      ctx.vip.protocol === 'tcp'
+        ? new TcpVip(ctx, this.shared)
+        : new HttpVip(ctx, this.shared, ctx.tls ?? undefined);
+    let bound: AddressInfo;
+    try {
+      bound = await listener.listen();
+    } catch (err) {
+      throw new ListenerError(
+        'SEGLB_LISTENER_BIND',
+        `cannot listen on ${ctx.vip.listen} (segment ${ctx.segment.name}): ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+        { cause: err },
+      );
+    }
+    this.#listeners.set(key, { listener, ctx, bound });
+    this.log.info(
+      { segment: ctx.segment.name, protocol: ctx.vip.protocol, address: bound.address, port: bound.port },
+      'VIP listening',
+    );
+  }
+
+  async #closeListener(key: string, graceMs: number): Promise<void> {
+    const entry = this.#listeners.get(key);
+    if (!entry) return;
+    this.#listeners.delete(key);
+    await entry.listener.close(graceMs);
+  }
+
+  /** Starts demo backends the config wants and stops those it no longer does. */
+  async #syncDemoBackends(loaded: LoadedConfig = this.#snapshot.loaded): Promise<void> {
+    const wanted = new Map<string, string>();
+    for (const pool of Object.values(loaded.config.pools)) {
+      if (!pool.demo) continue;
+      for (const b of pool.backends) wanted.set(b.address, b.name ?? b.address);
+    }
+    for (const [address, server] of this.#demo) {
+      if (!wanted.has(address) && this.#snapshot.loaded === loaded) {
+        server.close();
+        this.#demo.delete(address);
+      }
+    }
+    for (const [address, name] of wanted) {
+      if (this.#demo.has(address)) continue;
+      try {
+        this.#demo.set(address, await startDemoBackend(name, parseEndpoint(address)));
+      } catch (err) {
+        throw new ListenerError(
+          'SEGLB_LISTENER_BIND',
+          `cannot start demo backend on ${address}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+          { cause: err },
+        );
+      }
+      this.log.info({ backend: name, address }, 'demo backend listening');
+    }
+  }
+}
+
+/** The key under which a VIP's listener is kept across reloads: its bind identity. */
+function vipKey(segment: string, index: number, vip: VipConfig): string {
+  const ep = parseEndpoint(vip.listen, true);
+  // Port 0 binds a new ephemeral port each time, so such VIPs are keyed by their place instead.
+  return ep.port === 0 ? `${segment}#${index}|${vip.listen}` : `${vip.listen}|${vip.ipv6_only}`;
+}
+
+/**
+ * A listener can be kept across a reload when its VIP config (protocol, PROXY trust, TLS settings)
+ * and its certificates' contents are unchanged; otherwise it is closed and opened again.
+ */
+function sameListener(a: VipContext, b: VipContext): boolean {
+  return JSON.stringify([a.vip, a.tls]) === JSON.stringify([b.vip, b.tls]);
+}
+
+function buildSnapshot(loaded: LoadedConfig, version: number, previous: Snapshot | null): Snapshot {
+  const cfg = loaded.config;
+  const segments = new Map<string, SegmentRuntime>();
+  const vips = new Map<string, VipContext>();
+  for (const [name, seg] of Object.entries(cfg.segments)) {
+    const prev = previous?.segments.get(name);
+    const subnets = loaded.backendSubnets.get(name) ?? [];
+    const backendSubnets = new SourceSet(subnets);
+    const poolConfig = cfg.pools[seg.pool];
+    if (!poolConfig) throw new Error(`unreachable: pool ${seg.pool} missing after validation`);
+    const reusable =
+      prev !== undefined &&
+      prev.pool.name === seg.pool &&
+      JSON.stringify([
+        prev.config.backend_subnets,
+        previous?.loaded.config.timeouts,
+        previous?.loaded.config.limits,
+      ]) === JSON.stringify([seg.backend_subnets, cfg.timeouts, cfg.limits]);
+    const counters = prev?.counters ?? newSegmentCounters();
+    const runtime: SegmentRuntime = {
+      name,
+      config: seg,
+      policy: compileSegmentPolicy(name, seg, loaded.ipsets),
+      pool: new BackendPool(seg.pool, poolConfig, {
+        timeouts: cfg.timeouts,
+        limits: cfg.limits,
+        subnets: backendSubnets,
+        observeOutbound: () => {},
+        reuse: reusable ? prev.pool.dispatchersByAddress() : undefined,
+      }),
+      xffTrusted:
+        seg.trusted_proxies.length > 0
+          ? new SourceSet(expandSources(seg.trusted_proxies, loaded.ipsets))
+          : null,
+      forwarded: seg.forwarded_headers,
+      backendSubnets,
+      counters,
+    };
+    segments.set(name, runtime);
+    seg.vips.forEach((vip, i) => {
+      const tlsKey = `${name}#${i}`;
+      vips.set(vipKey(name, i, vip), {
+        segment: runtime,
+        vip,
+        proxyTrusted: vip.proxy_protocol
+          ? new SourceSet(expandSources(vip.proxy_protocol.trusted, loaded.ipsets))
+          : null,
+        timeouts: cfg.timeouts,
+        limits: cfg.limits,
+        tls: loaded.tls.get(tlsKey) ?? null,
+      });
+    });
+  }
+  return { version, loaded, segments, vips };
+}
+
+/** Closes the undici pools of `from` that `to` did not take over. */
+function closeUnreused(from: Snapshot, to: Snapshot): void {
+  const kept = new Set<UndiciPool>();
+  for (const s of to.segments.values()) for (const d of s.pool.dispatchersByAddress().values()) kept.add(d);
+  for (const s of from.segments.values()) {
+    for (const d of s.pool.dispatchersByAddress().values()) if (!kept.has(d)) d.close().catch(() => {});
+  }
+}
