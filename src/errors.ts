@@ -60,6 +60,11 @@ export interface ConfigIssue {
   keyPath: string;
   /** What is wrong, in one sentence. */
   message: string;
+  /**
+   * The specific code when one applies (SEGLB_NET_NONCANONICAL_CIDR, SEGLB_POLICY_UNKNOWN_IPSET ...);
+   * absent for plain schema problems. Not part of the formatted text.
+   */
+  code?: ErrorCode;
 }
 
 /** Formats one issue as `file:line:col key.path: message`, the form every config error takes. */

@@ -113,10 +113,12 @@ function syntheticV4(count: number, seed: number): PrefixSet {
   return set;
 }
 
-/** ~1M IPv6 prefixes: RIR-style /32 allocations under 2000::/3 with /36-/64 (and a few /128) inside. */
-function syntheticV6(count: number, seed: number): PrefixSet {
+/**
+ * ~1M IPv6 prefixes shaped like a routing table: /29-/64 (and a few /128) under the real /32
+ * allocations of the country set (`tops`, first 32 bits), so they cluster as registry space does.
+ */
+function syntheticV6(count: number, seed: number, tops: Uint32Array): PrefixSet {
   const rand = prng(seed);
-  const allocations = Math.max(1000, count >>> 5);
   const pick = lengthPicker(
     [
       [29, 1],
@@ -133,8 +135,6 @@ function syntheticV6(count: number, seed: number): PrefixSet {
     ],
     rand,
   );
-  const tops = new Uint32Array(allocations);
-  for (let a = 0; a < allocations; a++) tops[a] = (0x20000000 | (rand() & 0x1fffffff)) >>> 0;
   const set: PrefixSet = {
     family: 6,
     words: new Uint32Array(count * 4),
@@ -144,17 +144,23 @@ function syntheticV6(count: number, seed: number): PrefixSet {
   };
   for (let i = 0; i < count; i++) {
     const len = pick();
-    const w = [tops[rand() % allocations]!, rand(), rand(), rand()];
+    const w = [tops[rand() % tops.length]!, rand(), rand(), rand()];
     for (let k = 0; k < 4; k++) {
       const bits = len - 32 * k;
       const m = bits <= 0 ? 0 : bits >= 32 ? 0xffffffff : maskOf(bits);
       set.words[i * 4 + k] = (w[k]! & m) >>> 0;
     }
-    if (len < 32) set.words[i * 4] = (set.words[i * 4]! & maskOf(len)) >>> 0;
     set.lens[i] = len;
     set.values[i] = rand() % 1000;
   }
   return set;
+}
+
+/** Distinct first 32 bits of a set of IPv6 prefixes. */
+function allocations(set: PrefixSet): Uint32Array {
+  const tops = new Set<number>();
+  for (let i = 0; i < set.count; i++) tops.add(set.words[i * 4]!);
+  return Uint32Array.from(tops);
 }
 
 function toText(set: PrefixSet): string {
@@ -399,7 +405,7 @@ const parse4Ms = performance.now() - t4;
 if (parsed4.errorCount > 0) throw new Error(`synthetic IPv4 text: ${JSON.stringify(parsed4.errors[0])}`);
 rows.push(bench(`synthetic IPv4 ${SYNTHETIC / 1e6}M`, s4, parse4Ms, 31));
 
-const s6 = syntheticV6(SYNTHETIC, 6);
+const s6 = syntheticV6(SYNTHETIC, 6, allocations(c6));
 const s6Text = toText(s6);
 const t6 = performance.now();
 const parsed6 = parseCidrList(s6Text);

@@ -4,10 +4,11 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
-import { LineCounter, parseDocument } from 'yaml';
+import { type Document, isAlias, LineCounter, parseDocument, visit, type YAMLError } from 'yaml';
 import { ConfigError, type ConfigIssue } from '../errors.ts';
+import { didYouMean } from './did-you-mean.ts';
 import type { SeglbConfig } from './types.ts';
-import { checkSemantics, type ResolvedExtras } from './validate.ts';
+import { checkSemantics, type ResolvedExtras, type SchemaInvalidNames } from './validate.ts';
 import { formatKeyPath, type KeyPathStep, positionOf } from './yaml-positions.ts';
 
 /** Where the JSON Schema lives, both in the source tree and in the built package. */
@@ -54,7 +55,7 @@ export function loadConfigFile(file: string): LoadedConfig {
   try {
     text = readFileSync(abs, 'utf8');
   } catch (err) {
-    const message = `cannot read config file: ${(err as NodeJS.ErrnoException).code ?? String(err)}`;
+    const message = `cannot read config file: ${describeReadError(err)}`;
     throw new ConfigError('SEGLB_CONFIG_READ', [{ file: abs, line: 0, col: 0, keyPath: '', message }], {
       cause: err,
     });
@@ -68,21 +69,14 @@ export function loadConfigFile(file: string): LoadedConfig {
  */
 export function loadConfigText(text: string, file: string): LoadedConfig {
   const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  // merge: true accepts `<<: *defaults` (YAML 1.1 merge keys), which operators use to share VIP or
+  // backend settings; uniqueKeys makes a repeated key an error rather than "last one wins".
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, merge: true });
   if (doc.errors.length > 0) {
-    const issues = doc.errors.map((e): ConfigIssue => {
-      const pos = lines.linePos(e.pos[0]);
-      return {
-        file,
-        line: pos.line,
-        col: pos.col,
-        keyPath: '',
-        message: `YAML: ${e.message.split('\n')[0]}`,
-      };
-    });
+    const issues = doc.errors.map((e) => yamlIssue(e, text, file, lines));
     throw new ConfigError('SEGLB_CONFIG_YAML', issues);
   }
-  const data: unknown = doc.toJS({ maxAliasCount: 100 }) ?? {};
+  const data = documentToData(doc, file, lines);
   const at = (path: readonly KeyPathStep[], target: 'key' | 'value' = 'value') =>
     positionOf(doc, lines, path, target);
   const issue = (
@@ -96,8 +90,19 @@ export function loadConfigText(text: string, file: string): LoadedConfig {
 
   const validate = schemaValidator();
   if (!validate(data)) {
-    const issues = dedupe((validate.errors ?? []).map((e) => schemaIssue(e, data, issue)));
-    throw new ConfigError('SEGLB_CONFIG_INVALID', sortIssues(issues));
+    const errors = validate.errors ?? [];
+    // Ajv reports a bad map key twice: once as `pattern` (with propertyName set), once as
+    // `propertyNames`; the second names the key, so the first is dropped.
+    const schemaIssues = errors.filter((e) => e.propertyName === undefined).map((e) => schemaIssue(e, data, issue));
+    // Every problem at once: the parts of the file that passed the schema still get the semantic
+    // checks, so fixing a typo never uncovers a second round of errors elsewhere.
+    const semanticIssues: ConfigIssue[] = [];
+    const pruned = pruneSchemaInvalid(data, errors);
+    if (pruned) {
+      resolveRelativePaths(pruned.config, dirname(file));
+      semanticIssues.push(...checkSemantics(pruned.config, issue, pruned.invalid).issues);
+    }
+    throw new ConfigError('SEGLB_CONFIG_INVALID', sortIssues(dedupe([...schemaIssues, ...semanticIssues])));
   }
   const config = data as SeglbConfig;
   resolveRelativePaths(config, dirname(file));
@@ -105,6 +110,118 @@ export function loadConfigText(text: string, file: string): LoadedConfig {
   if (issues.length > 0) throw new ConfigError('SEGLB_CONFIG_INVALID', sortIssues(dedupe(issues)));
   deepFreeze(config);
   return { ...extras, config, file, positionOf: (path) => at(path) };
+}
+
+/** One YAML syntax error as a positioned issue, worded for an operator rather than a programmer. */
+function yamlIssue(e: YAMLError, text: string, file: string, lines: LineCounter): ConfigIssue {
+  const pos = lines.linePos(e.pos[0]);
+  let message = e.message.split('\n')[0] ?? e.code;
+  if (e.code === 'DUPLICATE_KEY') {
+    const key = text.slice(e.pos[0], e.pos[1]).trim();
+    message = `duplicate key ${JSON.stringify(key)} (each key may appear once per map)`;
+  } else if (e.code === 'MULTIPLE_DOCS') {
+    message = 'the file holds more than one YAML document (a second "---"); seglb reads exactly one';
+  }
+  return { file, line: pos.line, col: pos.col, keyPath: '', message: `YAML: ${message}` };
+}
+
+/**
+ * Converts the document to plain data. Alias problems surface only here (toJS throws), so they are
+ * turned into positioned SEGLB_CONFIG_YAML errors instead of escaping as a bare ReferenceError.
+ */
+function documentToData(doc: Document, file: string, lines: LineCounter): unknown {
+  try {
+    return doc.toJS({ maxAliasCount: 100 }) ?? {};
+  } catch (err) {
+    let offset: number | undefined;
+    let message = `YAML: ${(err as Error).message}`;
+    visit(doc, {
+      Alias(_key, node) {
+        if (node.resolve(doc) !== undefined) return undefined;
+        offset = node.range?.[0];
+        message = `YAML: alias *${node.source} has no anchor &${node.source} before it`;
+        return visit.BREAK;
+      },
+    });
+    if (offset === undefined && /alias count/i.test((err as Error).message)) {
+      message = 'YAML: too many alias expansions (more than 100; a "billion laughs" document?)';
+      visit(doc, {
+        Node(_key, node) {
+          if (!isAlias(node)) return undefined;
+          offset = node.range?.[0];
+          return visit.BREAK;
+        },
+      });
+    }
+    const pos = lines.linePos(offset ?? 0);
+    throw new ConfigError('SEGLB_CONFIG_YAML', [{ file, line: pos.line, col: pos.col, keyPath: '', message }], {
+      cause: err,
+    });
+  }
+}
+
+/** Sections whose entries are referred to by name elsewhere (rules, unions, segments). */
+const NAMED_SECTIONS = ['ipsets', 'segments', 'pools'] as const;
+
+/**
+ * For a schema-invalid document: the config with every entry that has a schema problem removed
+ * (a whole segment, pool or IP set; admin/cluster), so the semantic checks can run over the rest
+ * without tripping on wrong shapes. References to removed names are not reported again.
+ * @returns undefined when the document is too broken for that (not a map at the top)
+ */
+function pruneSchemaInvalid(
+  data: unknown,
+  errors: readonly ErrorObject[],
+): { config: SeglbConfig; invalid: SchemaInvalidNames } | undefined {
+  if (!isPlainMap(data)) return undefined;
+  const invalid = { ipsets: new Set<string>(), pools: new Set<string>(), allIpsets: false, allPools: false };
+  const dropped = { segments: new Set<string>(), ipsets: invalid.ipsets, pools: invalid.pools };
+  for (const e of errors) {
+    const steps = e.instancePath
+      .split('/')
+      .slice(1)
+      .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
+    const section = steps[0];
+    if (section === 'admin' || section === 'cluster') {
+      delete data[section];
+      continue;
+    }
+    if (section !== 'ipsets' && section !== 'segments' && section !== 'pools') continue;
+    const name = steps[1] ?? (e.keyword === 'propertyNames' ? String(e.params['propertyName']) : undefined);
+    if (name !== undefined) dropped[section].add(name);
+    else if (e.keyword === 'type') {
+      if (section === 'ipsets') invalid.allIpsets = true;
+      if (section === 'pools') invalid.allPools = true;
+    }
+  }
+  for (const section of NAMED_SECTIONS) {
+    const entries = data[section];
+    if (!isPlainMap(entries)) {
+      // Missing or not a map: already reported; check the rest as if the section were empty, and
+      // do not report references into it.
+      data[section] = {};
+      if (section === 'ipsets' && entries !== undefined) invalid.allIpsets = true;
+      if (section === 'pools') invalid.allPools = true;
+      continue;
+    }
+    for (const name of dropped[section]) delete entries[name];
+  }
+  for (const section of ['log', 'timeouts', 'limits'] as const) {
+    if (!isPlainMap(data[section])) data[section] = {};
+  }
+  return { config: data as unknown as SeglbConfig, invalid };
+}
+
+function isPlainMap(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function describeReadError(err: unknown): string {
+  const e = err as NodeJS.ErrnoException;
+  if (e.code === 'ENOENT') return 'no such file (ENOENT)';
+  if (e.code === 'EACCES') return 'permission denied (EACCES)';
+  if (e.code === 'EISDIR') return 'it is a directory, not a file (EISDIR)';
+  return e.code ?? String(err);
 }
 
 type IssueAt = (path: readonly KeyPathStep[], message: string, target?: 'key' | 'value') => ConfigIssue;
@@ -116,12 +233,8 @@ function schemaIssue(e: ErrorObject, data: unknown, issue: IssueAt): ConfigIssue
     case 'additionalProperties': {
       const key = String((e.params as { additionalProperty: string }).additionalProperty);
       const known = Object.keys((e.parentSchema as { properties?: object } | undefined)?.properties ?? {});
-      const hint = closest(key, known);
-      const suffix = hint
-        ? `; did you mean "${hint}"?`
-        : known.length
-          ? `; known keys: ${known.join(', ')}`
-          : '';
+      const hint = didYouMean(key, known);
+      const suffix = hint || (known.length ? `; known keys: ${known.join(', ')}` : '');
       return issue([...path, key], `unknown key "${key}"${suffix}`, 'key');
     }
     case 'required': {
@@ -147,8 +260,17 @@ function schemaIssue(e: ErrorObject, data: unknown, issue: IssueAt): ConfigIssue
     }
     case 'minProperties':
       return issue(path, 'must not be empty');
-    case 'minItems':
-      return issue(path, `must have at least ${(e.params as { limit: number }).limit} item(s)`);
+    case 'minItems': {
+      const limit = (e.params as { limit: number }).limit;
+      return issue(path, `must have at least ${limit} ${limit === 1 ? 'item' : 'items'}`);
+    }
+    case 'minimum':
+    case 'maximum':
+      return issue(path, `${e.message ?? 'is out of range'} (got ${JSON.stringify(e.data)})`);
+    case 'pattern':
+      return issue(path, `${JSON.stringify(e.data)} ${e.message ?? 'has the wrong form'}`);
+    case 'minLength':
+      return issue(path, 'must not be empty');
     default:
       return issue(path, e.message ?? 'is invalid');
   }
@@ -195,38 +317,6 @@ function describe(value: unknown): string {
   if (Array.isArray(value)) return 'a list';
   if (typeof value === 'object') return 'a map';
   return `${typeof value} ${JSON.stringify(value)}`;
-}
-
-/** The known key within edit distance 2 of `key`, if any (for "did you mean"). */
-function closest(key: string, known: readonly string[]): string | undefined {
-  let best: string | undefined;
-  let bestDistance = 3;
-  for (const candidate of known) {
-    const d = editDistance(key, candidate);
-    if (d < bestDistance) {
-      bestDistance = d;
-      best = candidate;
-    }
-  }
-  return best;
-}
-
-function editDistance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = row[0] as number;
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const tmp = row[j] as number;
-      row[j] = Math.min(
-        (row[j] as number) + 1,
-        (row[j - 1] as number) + 1,
-        prev + (a[i - 1] === b[j - 1] ? 0 : 1),
-      );
-      prev = tmp;
-    }
-  }
-  return row[b.length] as number;
 }
 
 function dedupe(issues: ConfigIssue[]): ConfigIssue[] {

@@ -3,11 +3,21 @@
 
 import { readFileSync } from 'node:fs';
 import { createSecureContext } from 'node:tls';
-import { type ConfigIssue, SeglbError } from '../errors.ts';
-import { type Cidr, cidrContains, parseCidr, parseCidrList } from '../net/cidr.ts';
-import { type Endpoint, parseEndpoint } from '../net/endpoint.ts';
+import { type ConfigIssue, type ErrorCode, SeglbError } from '../errors.ts';
+import {
+  type Cidr,
+  cidrContains,
+  type Endpoint,
+  formatAddress,
+  normaliseSource,
+  parseAddress,
+  parseCidr,
+  parseCidrList,
+  parseEndpoint,
+} from '../net/index.ts';
+import { didYouMean } from './did-you-mean.ts';
 import type { RuleConfig, SeglbConfig } from './types.ts';
-import type { KeyPathStep } from './yaml-positions.ts';
+import { formatKeyPath, type KeyPathStep } from './yaml-positions.ts';
 
 /** TLS material of one HTTPS VIP certificate, read from files or the environment (never logged). */
 export interface TlsMaterial {
@@ -29,6 +39,28 @@ export interface ResolvedExtras {
 
 type IssueAt = (path: readonly KeyPathStep[], message: string, target?: 'key' | 'value') => ConfigIssue;
 
+/**
+ * Names of IP sets and pools that exist in the file but failed the schema (and were left out of
+ * the semantic checks): references to them are not reported as "does not exist".
+ */
+export interface SchemaInvalidNames {
+  readonly ipsets: ReadonlySet<string>;
+  readonly pools: ReadonlySet<string>;
+  /** The whole `ipsets:` / `pools:` section is unusable: no reference into it is reported. */
+  readonly allIpsets: boolean;
+  readonly allPools: boolean;
+}
+
+const NONE_INVALID: SchemaInvalidNames = {
+  ipsets: new Set(),
+  pools: new Set(),
+  allIpsets: false,
+  allPools: false,
+};
+
+/** Most errors reported per IP-set file; the rest are counted in one more issue. */
+const MAX_IPSET_FILE_ERRORS = 20;
+
 /** The reserved source word meaning every IPv4 and IPv6 address. */
 export const ANY_SOURCE = 'any';
 
@@ -41,14 +73,18 @@ export function isIpSetName(source: string): boolean {
  * Runs every semantic check over a schema-valid config and collects all issues.
  * @param config - schema-valid config with defaults applied (not yet frozen)
  * @param issue - builds a positioned issue for a key path of the config file
+ * @param invalid - IP sets and pools left out because they failed the schema (references to them
+ *   are not reported)
  * @returns all issues (empty when valid) and the resolved extras
  */
 export function checkSemantics(
   config: SeglbConfig,
   issue: IssueAt,
+  invalid: SchemaInvalidNames = NONE_INVALID,
 ): { issues: ConfigIssue[]; extras: ResolvedExtras } {
   const issues: ConfigIssue[] = [];
-  const ipsets = resolveIpSets(config, issues, issue);
+  const ipsets = resolveIpSets(config, invalid, issues, issue);
+  const sources: SourceContext = { ipsets, invalid, issues, issue };
   const backendSubnets = new Map<string, readonly Cidr[]>();
   const tls = new Map<string, readonly TlsMaterial[]>();
   const listeners = new ListenerRegistry(issues, issue);
@@ -81,7 +117,7 @@ export function checkSemantics(
         if (material) tls.set(`${segName}#${i}`, material);
       }
       vip.proxy_protocol?.trusted.forEach((src, j) => {
-        checkSource(src, [...path, 'proxy_protocol', 'trusted', j], ipsets, issues, issue);
+        checkSource(src, [...path, 'proxy_protocol', 'trusted', j], sources);
       });
     });
 
@@ -89,7 +125,7 @@ export function checkSemantics(
       rules.forEach((rule, i) => {
         const path = [...base, kind, i];
         rule.from.forEach((src, j) => {
-          checkSource(src, [...path, 'from', j], ipsets, issues, issue);
+          checkSource(src, [...path, 'from', j], sources);
         });
         const l7 = (['methods', 'paths', 'hosts', 'headers'] as const).filter((k) => rule[k] !== undefined);
         if (l7.length > 0 && tcpLike) {
@@ -133,7 +169,7 @@ export function checkSemantics(
     checkRules('allow', seg.allow);
     checkRules('deny', seg.deny);
     seg.trusted_proxies.forEach((src, j) => {
-      checkSource(src, [...base, 'trusted_proxies', j], ipsets, issues, issue);
+      checkSource(src, [...base, 'trusted_proxies', j], sources);
     });
     if (seg.trusted_proxies.length > 0 && !httpLike) {
       issues.push(
@@ -145,10 +181,16 @@ export function checkSemantics(
       );
     }
 
-    const pool = config.pools[seg.pool];
+    const pool = Object.hasOwn(config.pools, seg.pool) ? config.pools[seg.pool] : undefined;
     if (!pool) {
-      const known = Object.keys(config.pools).join(', ');
-      issues.push(issue([...base, 'pool'], `pool "${seg.pool}" does not exist (pools: ${known})`));
+      if (invalid.allPools || invalid.pools.has(seg.pool)) continue; // already reported by the schema
+      const known = Object.keys(config.pools);
+      issues.push(
+        issue(
+          [...base, 'pool'],
+          `pool "${seg.pool}" does not exist${didYouMean(seg.pool, known) || ` (pools: ${known.join(', ')})`}`,
+        ),
+      );
       continue;
     }
     pool.backends.forEach((b, i) => {
@@ -199,22 +241,35 @@ class ListenerRegistry {
     this.#issues = issues;
     this.#issue = issue;
   }
-  add(ep: Endpoint, v6only: boolean, path: readonly KeyPathStep[], what: string): void {
-    if (ep.port === 0) return; // ephemeral ports never collide
+  add(written: Endpoint, v6only: boolean, path: readonly KeyPathStep[], what: string): void {
+    if (written.port === 0) return; // ephemeral ports never collide
+    const ep = canonicalEndpoint(written);
     for (const other of this.#seen) {
       if (other.ep.port === ep.port && bindsOverlap(ep, v6only, other.ep, other.v6only)) {
-        const where = `${other.path.map(String).join('.')}`;
-        this.#issues.push(
-          this.#issue(
+        const otherAt = this.#issue(other.path, '');
+        this.#issues.push({
+          ...this.#issue(
             path,
-            `${what} ${formatEp(ep)} collides with ${other.what} ${formatEp(other.ep)} (${where})`,
+            `${what} ${formatEp(ep)} collides with ${other.what} ${formatEp(other.ep)} ` +
+              `(${formatKeyPath(other.path)}, line ${otherAt.line})`,
           ),
-        );
+          code: 'SEGLB_LISTENER_BIND',
+        });
         return;
       }
     }
     this.#seen.push({ ep, v6only, what, path });
   }
+}
+
+/**
+ * The endpoint with its address in canonical text (`[0::0]` -> `::`), and an IPv4-mapped IPv6
+ * address (`[::ffff:127.0.0.1]`) as the IPv4 address it binds, so equal binds compare equal.
+ */
+function canonicalEndpoint(ep: Endpoint): Endpoint {
+  if (ep.family !== 6) return ep;
+  const host = normaliseSource(formatAddress(parseAddress(ep.host)));
+  return host.includes(':') ? { host, port: ep.port, family: 6 } : { host, port: ep.port, family: 4 };
 }
 
 function formatEp(ep: Endpoint): string {
@@ -251,7 +306,7 @@ function tryEndpoint(
   try {
     return parseEndpoint(text, allowPortZero);
   } catch (err) {
-    issues.push(issue(path, messageOf(err)));
+    issues.push(codedIssue(issue(path, messageOf(err)), err));
     return undefined;
   }
 }
@@ -265,34 +320,57 @@ function tryCidr(
   try {
     return parseCidr(text);
   } catch (err) {
-    issues.push(issue(path, messageOf(err)));
+    issues.push(codedIssue(issue(path, messageOf(err)), err));
     return undefined;
   }
 }
 
-function checkSource(
-  src: string,
+/** What checking a rule source needs: the resolved sets and where to put issues. */
+interface SourceContext {
+  readonly ipsets: ReadonlyMap<string, readonly Cidr[]>;
+  readonly invalid: SchemaInvalidNames;
+  readonly issues: ConfigIssue[];
+  readonly issue: IssueAt;
+}
+
+function checkSource(src: string, path: readonly KeyPathStep[], ctx: SourceContext): void {
+  if (src === ANY_SOURCE) return;
+  if (isIpSetName(src)) {
+    if (!ctx.ipsets.has(src)) unknownIpSet(src, path, ctx.ipsets.keys(), ctx.invalid, ctx.issues, ctx.issue);
+    return;
+  }
+  tryCidr(src, path, ctx.issues, ctx.issue);
+}
+
+function unknownIpSet(
+  name: string,
   path: readonly KeyPathStep[],
-  ipsets: ReadonlyMap<string, readonly Cidr[]>,
+  known: Iterable<string>,
+  invalid: SchemaInvalidNames,
   issues: ConfigIssue[],
   issue: IssueAt,
 ): void {
-  if (src === ANY_SOURCE) return;
-  if (isIpSetName(src)) {
-    if (!ipsets.has(src)) issues.push(issue(path, `IP set "${src}" does not exist`));
-    return;
-  }
-  tryCidr(src, path, issues, issue);
+  if (invalid.allIpsets || invalid.ipsets.has(name)) return; // already reported by the schema
+  issues.push({
+    ...issue(path, `IP set "${name}" does not exist${didYouMean(name, known)}`),
+    code: 'SEGLB_POLICY_UNKNOWN_IPSET',
+  });
 }
 
 function resolveIpSets(
   config: SeglbConfig,
+  invalid: SchemaInvalidNames,
   issues: ConfigIssue[],
   issue: IssueAt,
 ): Map<string, readonly Cidr[]> {
   const own = new Map<string, Cidr[]>();
   for (const [name, set] of Object.entries(config.ipsets)) {
     const list: Cidr[] = [];
+    if (name === ANY_SOURCE) {
+      issues.push(
+        issue(['ipsets', name], `"${ANY_SOURCE}" is reserved (a source meaning every address); rename the set`, 'key'),
+      );
+    }
     set.cidrs?.forEach((text, i) => {
       const c = tryCidr(text, ['ipsets', name, 'cidrs', i], issues, issue);
       if (c) list.push(c);
@@ -302,28 +380,31 @@ function resolveIpSets(
       try {
         text = readFileSync(set.file, 'utf8');
       } catch (err) {
-        issues.push(
-          issue(
-            ['ipsets', name, 'file'],
-            `cannot read ${set.file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
-          ),
-        );
+        issues.push({
+          ...issue(['ipsets', name, 'file'], `cannot read ${set.file}: ${errnoOf(err)}`),
+          code: 'SEGLB_CONFIG_READ',
+        });
       }
       if (text !== undefined) {
-        const parsed = parseCidrList(text);
+        // Positioned in the IP-set file itself: that is the file the operator has to edit.
+        const parsed = parseCidrList(text, { maxErrors: MAX_IPSET_FILE_ERRORS });
         for (const c of parsed.cidrs) list.push(c);
-        for (const e of parsed.errors.slice(0, 20)) {
+        for (const e of parsed.errors) {
           issues.push({
             file: set.file,
             line: e.line,
             col: e.col,
-            keyPath: `ipsets.${name}.file`,
+            keyPath: formatKeyPath(['ipsets', name, 'file']),
             message: e.message,
+            code: e.code,
           });
         }
-        if (parsed.errors.length > 20) {
+        if (parsed.errorCount > parsed.errors.length) {
           issues.push(
-            issue(['ipsets', name, 'file'], `${parsed.errors.length - 20} more invalid lines in ${set.file}`),
+            issue(
+              ['ipsets', name, 'file'],
+              `${parsed.errorCount - parsed.errors.length} more invalid lines in ${set.file}`,
+            ),
           );
         }
       }
@@ -336,14 +417,19 @@ function resolveIpSets(
     const done = resolved.get(name);
     if (done) return done;
     if (visiting.has(name)) {
-      issues.push(issue(path, `IP-set union cycle through "${name}"`));
+      const chain = [...visiting, name];
+      const cycle = chain.slice(chain.indexOf(name)).join(' -> ');
+      issues.push({
+        ...issue(path, `IP-set union cycle: ${cycle}`),
+        code: 'SEGLB_POLICY_IPSET_CYCLE',
+      });
       return [];
     }
     visiting.add(name);
     const out = [...(own.get(name) ?? [])];
     config.ipsets[name]?.union?.forEach((member, i) => {
       const memberPath = ['ipsets', name, 'union', i];
-      if (!own.has(member)) issues.push(issue(memberPath, `IP set "${member}" does not exist`));
+      if (!own.has(member)) unknownIpSet(member, memberPath, own.keys(), invalid, issues, issue);
       else for (const c of expand(member, memberPath)) out.push(c);
     });
     visiting.delete(name);
@@ -380,7 +466,7 @@ function readTls(
       cert = readFileSync(c.cert_file, 'utf8');
     } catch (err) {
       issues.push(
-        issue([...path, 'cert_file'], `cannot read ${c.cert_file}: ${(err as NodeJS.ErrnoException).code}`),
+        issue([...path, 'cert_file'], `cannot read ${c.cert_file}: ${errnoOf(err)}`),
       );
       ok = false;
       return;
@@ -390,7 +476,7 @@ function readTls(
         key = readFileSync(c.key_file, 'utf8');
       } catch (err) {
         issues.push(
-          issue([...path, 'key_file'], `cannot read ${c.key_file}: ${(err as NodeJS.ErrnoException).code}`),
+          issue([...path, 'key_file'], `cannot read ${c.key_file}: ${errnoOf(err)}`),
         );
         ok = false;
         return;
@@ -418,4 +504,14 @@ function readTls(
 
 function messageOf(err: unknown): string {
   return err instanceof SeglbError ? err.message : String(err);
+}
+
+/** The issue with the thrown error's code attached, when it is one of seglb's. */
+function codedIssue(base: ConfigIssue, err: unknown): ConfigIssue {
+  const code: ErrorCode | undefined = err instanceof SeglbError ? err.code : undefined;
+  return code ? { ...base, code } : base;
+}
+
+function errnoOf(err: unknown): string {
+  return (err as NodeJS.ErrnoException).code ?? String(err);
 }

@@ -97,40 +97,48 @@ function judge(
   shared: AcceptShared,
   handoff: (socket: SeglbSocket) => void,
 ): void {
+  const state = decideConnection(ctx, source, shared);
+  if (state === null) {
+    socket.resetAndDestroy();
+    return;
+  }
+  socket.seglb = state;
+  handoff(socket);
+}
+
+/**
+ * The connection-level verdict for a source on a VIP: quarantine first, then trusted-proxy status,
+ * then the segment policy. Counts and logs the decision. Used at accept, and again at the next
+ * request when a keep-alive connection outlives a snapshot swap (so a new policy applies to it).
+ * @param ctx - the VIP context to judge under
+ * @param source - normalised client address
+ * @returns the connection state, or null when the connection must be refused (enforce mode)
+ */
+export function decideConnection(
+  ctx: VipContext,
+  source: string,
+  shared: AcceptShared,
+): ConnectionState | null {
   const seg = ctx.segment;
   const q = shared.quarantine.match(source);
   if (q !== undefined) {
     shared.counters.quarantineDenied++;
     logDeny(shared, seg, ctx, source, 'quarantine', `quarantined: ${q.reason}`);
-    socket.resetAndDestroy();
-    return;
+    return null;
   }
   const policy = seg.policy;
   if (seg.xffTrusted?.has(source)) {
-    socket.seglb = { ctx, source, record: policy.defaultRecord, viaTrustedProxy: true, judgeRequests: true };
-    handoff(socket);
-    return;
+    return { ctx, source, record: policy.defaultRecord, viaTrustedProxy: true, judgeRequests: true };
   }
   const record = policy.lookup(source);
   if (record.verdict === VERDICT_DENY) {
     policy.count(false, record.rule);
     logDeny(shared, seg, ctx, source, policy.ruleName(record.rule), 'source not allowed');
-    if (policy.mode === 'enforce') {
-      socket.resetAndDestroy();
-      return;
-    }
-    socket.seglb = { ctx, source, record, viaTrustedProxy: false, judgeRequests: false };
-  } else {
-    if (record.verdict !== VERDICT_L7) policy.count(true, record.rule);
-    socket.seglb = {
-      ctx,
-      source,
-      record,
-      viaTrustedProxy: false,
-      judgeRequests: record.verdict === VERDICT_L7,
-    };
+    if (policy.mode === 'enforce') return null;
+    return { ctx, source, record, viaTrustedProxy: false, judgeRequests: false };
   }
-  handoff(socket);
+  if (record.verdict !== VERDICT_L7) policy.count(true, record.rule);
+  return { ctx, source, record, viaTrustedProxy: false, judgeRequests: record.verdict === VERDICT_L7 };
 }
 
 /**

@@ -2,7 +2,7 @@
 // and the client address behind trusted proxies. Works on raw [name, value, ...] arrays so that
 // header order, case and duplicates reach the other side as sent.
 
-import { normaliseSource } from '../net/address.ts';
+import { normaliseSource, parseIPv4, parseIPv6 } from '../net/address.ts';
 import type { SourceSet } from '../policy/index.ts';
 
 /**
@@ -63,7 +63,9 @@ export interface ForwardingInfo {
 /**
  * Builds the request header list for the backend from the client's raw headers.
  * Drops hop-by-hop headers (and those the client lists in Connection, except that a client can never
- * make seglb drop its own X-Forwarded-* this way), drops `expect`, and sets X-Forwarded-For/-Proto/-Host:
+ * make seglb drop its own X-Forwarded-* or the Host header this way), drops `expect`, forwards only the
+ * first Host header (the one node parsed and the L7 rules judged; RFC 9112 §3.2 allows only one), and
+ * sets X-Forwarded-For/-Proto/-Host:
  * from an untrusted peer incoming X-Forwarded-* are discarded and replaced; from a trusted proxy they
  * are kept and the peer is appended to X-Forwarded-For (the nginx $proxy_add_x_forwarded_for behaviour).
  * @param raw - node's req.rawHeaders: [name, value, name, value, ...]
@@ -97,8 +99,10 @@ export function buildUpstreamHeaders(raw: readonly string[], info: ForwardingInf
       incomingHost ??= value;
       continue;
     }
-    if (listed?.has(lower)) continue;
-    if (lower === 'host') host = value;
+    if (lower === 'host') {
+      if (host !== undefined) continue;
+      host = value;
+    } else if (listed?.has(lower)) continue;
     out.push(name, value);
   }
   if (info.xff) {
@@ -163,14 +167,16 @@ export function clientFromForwardedFor(
   let candidate = peer;
   for (let i = parts.length - 1; i >= 0; i--) {
     const addr = normaliseSource((parts[i] as string).trim());
-    if (addr === '' || !isIpText(addr)) break;
+    if (!isIpAddress(addr)) break;
     candidate = addr;
     if (!trusted.has(addr)) return addr;
   }
   return candidate;
 }
 
-function isIpText(s: string): boolean {
-  // A quick shape check; the policy lookup treats anything unparsable as "no rule covers it".
-  return /^[0-9a-fA-F:.]+$/.test(s);
+const scratch = new Uint32Array(4);
+
+/** A bare IPv4 or IPv6 address (no port, brackets or zone): anything else ends the XFF walk. */
+function isIpAddress(s: string): boolean {
+  return parseIPv4(s) >= 0 || (s.indexOf('%') === -1 && parseIPv6(s, scratch));
 }

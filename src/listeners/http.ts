@@ -24,6 +24,7 @@ import { resolveAllowedAddress } from '../pools/index.ts';
 import {
   type AcceptShared,
   type ConnectionState,
+  decideConnection,
   installVerdictHook,
   logDeny,
   type SeglbSocket,
@@ -148,10 +149,21 @@ export class HttpVip {
   }
 
   #onRequest(req: Req, res: ServerResponse): void {
-    const conn = req.socket.seglb;
+    let conn = req.socket.seglb;
     if (conn === undefined) {
       res.destroy();
       return;
+    }
+    if (conn.ctx !== this.#ctx) {
+      // The snapshot changed since this keep-alive connection was accepted: judge it again under
+      // the new policy, and serve it from the new pool (the old pool may be closing).
+      const next = this.#rejudge(req.socket, conn);
+      if (next === null) {
+        res.shouldKeepAlive = false;
+        sendError(res, conn.ctx.segment, 403, 'source no longer allowed by segment policy');
+        return;
+      }
+      conn = next;
     }
     const seg = conn.ctx.segment;
     seg.counters.requests++;
@@ -186,6 +198,17 @@ export class HttpVip {
     new ForwardRequest(req, res, seg, path, headers, hasBody, this.#shared).start(null);
   }
 
+  /** Re-derives a connection's state under the current context; null when now refused. */
+  #rejudge(socket: SeglbSocket, conn: ConnectionState): ConnectionState | null {
+    const next = decideConnection(this.#ctx, conn.source, this.#shared);
+    const target = (socket as SeglbSocket & { _parent?: SeglbSocket })._parent ?? socket;
+    if (next !== null) {
+      socket.seglb = next;
+      target.seglb = next;
+    }
+    return next;
+  }
+
   /**
    * Runs the per-request verdict where the connection needs one.
    * @returns the client address to forward as, or null when the request is denied (enforce mode)
@@ -208,6 +231,7 @@ export class HttpVip {
     const verdict = policy.judgeRequest(record, {
       method: req.method ?? 'GET',
       path: normaliseRequestPath(req.url ?? '/'),
+      rawPath: req.url ?? '/',
       host: hostWithoutPort(req.headers.host),
       headers: req.headers,
     });
@@ -223,11 +247,19 @@ export class HttpVip {
   }
 
   #onUpgrade(req: Req, socket: Socket, head: Buffer): void {
-    const conn = req.socket.seglb ?? (socket as SeglbSocket).seglb;
+    let conn = req.socket.seglb ?? (socket as SeglbSocket).seglb;
     socket.on('error', () => socket.destroy());
     if (conn === undefined) {
       socket.destroy();
       return;
+    }
+    if (conn.ctx !== this.#ctx) {
+      const next = this.#rejudge(req.socket, conn);
+      if (next === null) {
+        rawError(socket, 403, 'source no longer allowed by segment policy');
+        return;
+      }
+      conn = next;
     }
     const seg = conn.ctx.segment;
     seg.counters.requests++;
@@ -327,12 +359,16 @@ class ForwardRequest implements Dispatcher.DispatchHandler {
     res.once('close', this.#onClientClose);
   }
 
-  /** Dispatches the request to a backend other than `avoid`. */
-  start(avoid: Backend | null): void {
+  /**
+   * Dispatches the request to a backend other than `avoid`.
+   * @param lastError - on a retry, the status and reason to answer if no other backend is usable
+   */
+  start(avoid: Backend | null, lastError: [number, string] | null = null): void {
     const pool = this.#seg.pool;
     const backend = pool.acquire(avoid);
     if (backend === null) {
-      this.#fail(503, `no usable backend in pool ${pool.name}`);
+      if (lastError !== null) this.#fail(lastError[0], lastError[1]);
+      else this.#fail(503, `no usable backend in pool ${pool.name}`);
       return;
     }
     this.#backend = backend;
@@ -400,6 +436,11 @@ class ForwardRequest implements Dispatcher.DispatchHandler {
       const retriable =
         bodyUntouched &&
         (neverSent || (IDEMPOTENT.has(this.#req.method ?? '') && isResetBeforeResponse(code)));
+      const outcome = classify(code, err);
+      this.#shared.log.warn(
+        { segment: this.#seg.name, backend: backend?.name, code, err: err.message },
+        outcome[1],
+      );
       if (
         retriable &&
         this.#attempt < this.#seg.pool.config.retries &&
@@ -407,15 +448,10 @@ class ForwardRequest implements Dispatcher.DispatchHandler {
       ) {
         this.#attempt++;
         this.#seg.counters.retries++;
-        this.start(backend);
+        this.start(backend, outcome);
         return;
       }
-      const [status, reason] = classify(code, err);
-      this.#shared.log.warn(
-        { segment: this.#seg.name, backend: backend?.name, code, err: err.message },
-        reason,
-      );
-      this.#fail(status, reason);
+      this.#fail(outcome[0], outcome[1]);
       return;
     }
     this.#res.destroy();

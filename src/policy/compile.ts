@@ -6,7 +6,8 @@
 //   2. else an unconditional allow in M and no L7 deny in M -> connection ALLOW
 //   3. else any allow in M                   -> connection L7: accepted, each request judged:
 //        an L7 deny that matches the request -> 403; else an unconditional allow, or an L7 allow
-//        that matches -> allowed; else 403 (default deny)
+//        that matches -> allowed; else 403 (default deny). The path is judged normalised and, when
+//        the target was sent otherwise, as sent too: both must be allowed (see l7.ts)
 //   4. else                                  -> connection DENY (default)
 // Like Envoy's RBAC (rbac/engine_impl.cc) the result names the deciding rule; unlike its first-match
 // over sorted policies, "deny beats allow" is decided when compiling, so lookup is one walk.
@@ -14,7 +15,7 @@
 import type { RuleConfig, SegmentConfig } from '../config/types.ts';
 import { parseIPv4, parseIPv6 } from '../net/address.ts';
 import type { Cidr } from '../net/cidr.ts';
-import { L7Matcher, type RequestAttributes } from './l7.ts';
+import { L7Matcher, type RequestAttributes, requestPathAsSent } from './l7.ts';
 import { RadixBuilder, type RadixTable } from './radix.ts';
 import { expandSources } from './source-set.ts';
 
@@ -38,6 +39,8 @@ export interface CompiledRule {
   readonly index: number;
   /** L7 conditions, or null for a rule that applies to whole connections. */
   readonly l7: L7Matcher | null;
+  /** The request verdict this rule decides (`allowed` = kind is allow), shared so judging allocates nothing. */
+  readonly verdict: RequestVerdict;
 }
 
 /** The precomputed outcome for every address covered by the same set of rules. */
@@ -52,6 +55,8 @@ export interface VerdictRecord {
   readonly l7Allows: readonly CompiledRule[];
   /** An unconditional allow covering the address, or DEFAULT_DENY_RULE. */
   readonly unconditionalAllow: number;
+  /** That allow's request verdict (the default-deny verdict when there is none). */
+  readonly unconditionalVerdict: RequestVerdict;
 }
 
 /** Outcome of judging one HTTP request on an L7 connection. */
@@ -61,7 +66,7 @@ export interface RequestVerdict {
   readonly rule: number;
 }
 
-const ALLOWED_BY_CONNECTION: RequestVerdict = Object.freeze({ allowed: true, rule: DEFAULT_DENY_RULE });
+const DEFAULT_DENIED: RequestVerdict = Object.freeze({ allowed: false, rule: DEFAULT_DENY_RULE });
 
 /**
  * A compiled, immutable segment policy. Lookups allocate nothing.
@@ -127,22 +132,25 @@ export class SegmentPolicy {
   }
 
   /**
-   * Judges one HTTP request on a connection whose record is VERDICT_L7 (or ALLOW: then it is allowed).
-   * @param record - the connection's record from lookup()
-   * @param req - method, path (without query), host (lowercase, no port) and headers of the request
+   * Judges one HTTP request. On a VERDICT_L7 record the L7 rules decide; an ALLOW or DENY record
+   * (a client behind a trusted proxy) gives its connection verdict with the deciding rule.
+   * When `req.rawPath` differs from `req.path` (once the query is dropped) the request must be
+   * allowed under both forms, and the first form that denies decides.
+   * @param record - the client's record from lookup()
+   * @param req - method, normalised path, host (lowercase, no port) and headers of the request
+   * @returns a shared, frozen verdict (no allocation)
    */
   judgeRequest(record: VerdictRecord, req: RequestAttributes): RequestVerdict {
-    if (record.verdict === VERDICT_ALLOW) return ALLOWED_BY_CONNECTION;
-    if (record.verdict === VERDICT_DENY) return { allowed: false, rule: record.rule };
-    for (const rule of record.l7Denies) {
-      if ((rule.l7 as L7Matcher).matches(req)) return { allowed: false, rule: rule.id };
+    if (record.verdict !== VERDICT_L7) {
+      return record.rule === DEFAULT_DENY_RULE
+        ? DEFAULT_DENIED
+        : (this.rules[record.rule] as CompiledRule).verdict;
     }
-    if (record.unconditionalAllow !== DEFAULT_DENY_RULE)
-      return { allowed: true, rule: record.unconditionalAllow };
-    for (const rule of record.l7Allows) {
-      if ((rule.l7 as L7Matcher).matches(req)) return { allowed: true, rule: rule.id };
-    }
-    return { allowed: false, rule: DEFAULT_DENY_RULE };
+    const v = judgePath(record, req, req.path);
+    const raw = req.rawPath;
+    if (!v.allowed || raw === undefined || raw === req.path) return v;
+    const asSent = requestPathAsSent(raw);
+    return asSent === req.path ? v : judgePath(record, req, asSent);
   }
 
   /**
@@ -167,6 +175,21 @@ export class SegmentPolicy {
   }
 }
 
+function judgePath(record: VerdictRecord, req: RequestAttributes, path: string): RequestVerdict {
+  const denies = record.l7Denies;
+  for (let i = 0; i < denies.length; i++) {
+    const rule = denies[i] as CompiledRule;
+    if ((rule.l7 as L7Matcher).matches(req, path)) return rule.verdict;
+  }
+  if (record.unconditionalAllow !== DEFAULT_DENY_RULE) return record.unconditionalVerdict;
+  const allows = record.l7Allows;
+  for (let i = 0; i < allows.length; i++) {
+    const rule = allows[i] as CompiledRule;
+    if ((rule.l7 as L7Matcher).matches(req, path)) return rule.verdict;
+  }
+  return DEFAULT_DENIED;
+}
+
 function bump(counters: Float64Array, i: number): void {
   counters[i] = (counters[i] as number) + 1;
 }
@@ -188,8 +211,10 @@ export function compileSegmentPolicy(
   const sources: Cidr[][] = [];
   const add = (kind: 'allow' | 'deny', list: readonly RuleConfig[]) => {
     list.forEach((r, index) => {
-      const l7 = L7Matcher.fromRule(r);
-      rules.push({ id: rules.length, kind, name: r.name ?? `${kind}[${index}]`, index, l7 });
+      const l7 = L7Matcher.fromRule(r, kind);
+      const id = rules.length;
+      const verdict = Object.freeze({ allowed: kind === 'allow', rule: id });
+      rules.push(Object.freeze({ id, kind, name: r.name ?? `${kind}[${index}]`, index, l7, verdict }));
       sources.push(expandSources(r.from, ipsets));
     });
   };
@@ -269,16 +294,16 @@ function buildRecord(ids: readonly number[], rules: readonly CompiledRule[]): Ve
     matched: Object.freeze([...ids]),
     l7Denies: Object.freeze(l7Denies),
     l7Allows: Object.freeze(l7Allows),
+    unconditionalAllow: hardAllow ? hardAllow.id : DEFAULT_DENY_RULE,
+    unconditionalVerdict: hardAllow ? hardAllow.verdict : DEFAULT_DENIED,
   };
-  const unconditionalAllow = hardAllow ? hardAllow.id : DEFAULT_DENY_RULE;
-  if (hardDeny)
-    return Object.freeze({ ...base, verdict: VERDICT_DENY, rule: hardDeny.id, unconditionalAllow });
+  if (hardDeny) return Object.freeze({ ...base, verdict: VERDICT_DENY, rule: hardDeny.id });
   if (hardAllow && l7Denies.length === 0) {
-    return Object.freeze({ ...base, verdict: VERDICT_ALLOW, rule: hardAllow.id, unconditionalAllow });
+    return Object.freeze({ ...base, verdict: VERDICT_ALLOW, rule: hardAllow.id });
   }
   if (hardAllow || l7Allows.length > 0) {
     const rule = hardAllow ? hardAllow.id : (l7Allows[0] as CompiledRule).id;
-    return Object.freeze({ ...base, verdict: VERDICT_L7, rule, unconditionalAllow });
+    return Object.freeze({ ...base, verdict: VERDICT_L7, rule });
   }
-  return Object.freeze({ ...base, verdict: VERDICT_DENY, rule: DEFAULT_DENY_RULE, unconditionalAllow });
+  return Object.freeze({ ...base, verdict: VERDICT_DENY, rule: DEFAULT_DENY_RULE });
 }

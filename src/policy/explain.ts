@@ -110,6 +110,7 @@ export function explainVerdict(
     const v = policy.judgeRequest(record, {
       method: (request.method ?? 'GET').toUpperCase(),
       path: normaliseRequestPath(request.path ?? '/'),
+      rawPath: request.path ?? '/',
       host: (request.host ?? '').toLowerCase(),
       headers: Object.fromEntries(
         Object.entries(request.headers ?? {}).map(([k, val]) => [k.toLowerCase(), val]),

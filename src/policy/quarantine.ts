@@ -37,12 +37,14 @@ export class Quarantine {
   /**
    * Adds (or replaces) an entry.
    * @param cidr - CIDR or address text, canonical form
-   * @param ttlMs - lifetime in ms; Infinity for none
+   * @param ttlMs - lifetime in ms (> 0); Infinity for none
    * @param reason - free text
    * @throws NetError SEGLB_NET_INVALID_CIDR / SEGLB_NET_NONCANONICAL_CIDR for a bad CIDR
+   * @throws RangeError when ttlMs is not a positive number (NaN would make an entry that never matches)
    * @returns the entry added
    */
   add(cidr: string, ttlMs: number, reason: string): QuarantineEntry {
+    if (!(ttlMs > 0)) throw new RangeError(`ttlMs must be a positive number of milliseconds, got ${ttlMs}`);
     const parsed = parseCidr(cidr);
     const now = this.#now();
     const entry: QuarantineEntry = Object.freeze({
@@ -55,7 +57,11 @@ export class Quarantine {
     return entry;
   }
 
-  /** Removes the entry for exactly this CIDR. @returns true when one was removed. */
+  /**
+   * Removes the entry for exactly this CIDR (an address means its /32 or /128).
+   * @returns true when one was removed
+   * @throws NetError for a bad CIDR, as add()
+   */
   remove(cidr: string): boolean {
     const text = parseCidr(cidr).text;
     const before = this.#entries.length;

@@ -7,8 +7,8 @@
 //   * a direct-indexed root of 2^8 or 2^16 entries, then 8-bit strides;
 //   * each 256-slot node is compressed to a 256-bit bitmap of "an entry starts here" plus a packed
 //     entry list, indexed by popcount rank; runs of equal leaf values share one entry;
-//   * a subtree holding a single prefix is stored as one small record (path compression), so
-//     sparse IPv6 tables do not pay for a chain of nearly empty nodes;
+//   * a subtree holding a single prefix, or whose prefixes share more leading bytes, is one small
+//     record (path compression), so sparse IPv6 tables do not pay for chains of near-empty nodes;
 //   * everything lives in two Int32Arrays (root, nodes): no objects, no BigInt, no per-rule loop.
 //
 // 1. Walk of 203.0.113.77 in an IPv4 table with a 16-bit root:
@@ -40,10 +40,19 @@
 //
 //      entry <= 0          leaf: value ~entry (the value -1, "no prefix covers this", is entry 0)
 //      entry >  0, even    child node at offset entry
-//      entry >  0, odd     single-prefix record at offset entry - 1:
-//                            IPv4 [key, mask, value, fallback]
-//                            IPv6 [k0, k1, k2, k3, prefixLength, value, fallback, pad]
-//                          answer = address inside the prefix ? value : fallback
+//      entry >  0, odd     record at offset entry - 1, reached at bit position p:
+//                            IPv4 [key, mask, next, fallback]
+//                            IPv6 [len, next, fallback, key words p>>5 .. (len-1)>>5]
+//                          address has the record's first len bits ? go on with entry `next`
+//                          at bit len : the answer is `fallback`
+//
+//    A record is path compression. A subtree holding one prefix becomes one record whose `next`
+//    is that prefix's leaf (no chain of nearly empty nodes). A subtree whose prefixes all share
+//    more bits skips them, in whole bytes, to the node below:
+//
+//      2001:db8:1::/48, 2001:db8:2::/48 (nothing else under 2001:db8::/32), 16-bit root:
+//        root[0x2001] ─► record [len 32, key 0x20010db8] ─► node at bit 32, slots 0x00 0x01 0x02
+//        (no nodes at bits 16 and 24: 2001:db9:: fails the key check and gets the fallback)
 //
 // 4. Leaf pushing and run compression, for 10.0.0.0/8 → A, 10.1.0.0/16 → B, 10.1.2.0/24 → C with
 //    an 8-bit root (inherit(x, own) = own here):
@@ -116,26 +125,24 @@ export const WIDE_ROOT_MIN_PREFIXES = 16384;
 const MAX_VALUE = 0x7fffffff;
 const HEADER_WORDS = 16;
 const RECORD_WORDS_V4 = 4;
-const RECORD_WORDS_V6 = 8;
+const RECORD_HEADER_V6 = 3;
 
-/** Scratch of one trie depth while building (a node's slots, its child groups). */
-interface DepthScratch {
+/** Scratch of the node being laid out: its slots' values and its child groups. */
+interface NodeScratch {
   slots: Int32Array;
   group: Int32Array; // group index + 1 per slot, 0 when the slot is a leaf
   lo: Int32Array;
   hi: Int32Array;
   slotOf: Int32Array;
-  entryOf: Int32Array;
 }
 
-function newScratch(size: number): DepthScratch {
+function newScratch(size: number): NodeScratch {
   return {
     slots: new Int32Array(size),
     group: new Int32Array(size),
     lo: new Int32Array(size),
     hi: new Int32Array(size),
     slotOf: new Int32Array(size),
-    entryOf: new Int32Array(size),
   };
 }
 
@@ -459,14 +466,24 @@ interface SettledPrefixes {
   distinct: number;
 }
 
-/** Lays settled prefixes out as the compressed trie (see the file header). Used once per build. */
+/**
+ * Lays settled prefixes out as the compressed trie (see the file header). Used once per build.
+ * Nodes are laid out level by level (breadth first), so the upper levels, which every lookup
+ * crosses, sit together in a few pages and stay cached; a skip record is followed directly by
+ * the subtree it leads to, since both are always read together.
+ */
 class TrieLayout {
   readonly #words: number;
   readonly #p: SettledPrefixes;
   readonly #maxWords: number;
-  readonly #scratch: DepthScratch[] = [];
+  readonly #scratch = newScratch(256);
   #nodes: Int32Array;
   #top = 2; // offsets are even and > 0 (0 would read as a leaf)
+  // FIFO of subtrees still to lay out: (p, lo, hi, fallback, target) per item; target >= 0 is the
+  // nodes index that receives the subtree's entry, target < 0 the root slot ~target.
+  #queue = new Int32Array(5 * 1024);
+  #head = 0;
+  #tail = 0;
   nodeCount = 0;
   recordCount = 0;
 
@@ -487,7 +504,7 @@ class TrieLayout {
    * Fills `s.slots` for the node at bit position p covering prefixes [lo, hi) and groups the
    * prefixes longer than the node into per-slot child ranges. Returns the number of groups.
    */
-  #scan(s: DepthScratch, p: number, stride: number, lo: number, hi: number, fallback: number): number {
+  #scan(s: NodeScratch, p: number, stride: number, lo: number, hi: number, fallback: number): number {
     const lens = this.#p.lens;
     const values = this.#p.values;
     const limit = p + stride;
@@ -516,7 +533,7 @@ class TrieLayout {
     return groups;
   }
 
-  /** Builds the direct-indexed root of 2^rootBits entries. */
+  /** Builds the direct-indexed root of 2^rootBits entries, then every level below it. */
   buildRoot(rootBits: number): Int32Array {
     const size = 1 << rootBits;
     const s = newScratch(size);
@@ -525,47 +542,116 @@ class TrieLayout {
     for (let slot = 0; slot < size; slot++) root[slot] = ~s.slots[slot]!;
     for (let g = 0; g < groups; g++) {
       const slot = s.slotOf[g]!;
-      root[slot] = this.#child(rootBits, s.lo[g]!, s.hi[g]!, s.slots[slot]!, 0);
+      this.#enqueue(rootBits, s.lo[g]!, s.hi[g]!, s.slots[slot]!, ~slot);
+    }
+    while (this.#head < this.#tail) {
+      const h = this.#head;
+      this.#head = h + 5;
+      // #child may enqueue (and so move the queue): read the item first.
+      const p = this.#queue[h]!;
+      const lo = this.#queue[h + 1]!;
+      const hi = this.#queue[h + 2]!;
+      const fallback = this.#queue[h + 3]!;
+      const target = this.#queue[h + 4]!;
+      const entry = this.#child(p, lo, hi, fallback);
+      if (target < 0) root[~target] = entry;
+      else this.#nodes[target] = entry;
     }
     return root;
   }
 
-  /** Entry for the subtree at bit position p holding prefixes [lo, hi) under `fallback`. */
-  #child(p: number, lo: number, hi: number, fallback: number, depth: number): number {
-    if (hi - lo === 1) return this.#record(lo, fallback);
-    return this.#node(p, lo, hi, fallback, depth);
+  #enqueue(p: number, lo: number, hi: number, fallback: number, target: number): void {
+    let q = this.#queue;
+    if (this.#tail + 5 > q.length) {
+      // Drop what was consumed; grow when more than half is still pending.
+      const pending = this.#tail - this.#head;
+      const next = pending * 2 + 5 > q.length ? new Int32Array(q.length * 2) : q;
+      next.set(q.subarray(this.#head, this.#tail));
+      this.#queue = q = next;
+      this.#head = 0;
+      this.#tail = pending;
+    }
+    const t = this.#tail;
+    q[t] = p;
+    q[t + 1] = lo;
+    q[t + 2] = hi;
+    q[t + 3] = fallback;
+    q[t + 4] = target;
+    this.#tail = t + 5;
   }
 
-  /** A single-prefix record (path compression); returns its odd entry. */
-  #record(i: number, fallback: number): number {
+  /**
+   * Entry for the subtree at bit position p holding prefixes [lo, hi) under `fallback`:
+   * a leaf record for a single prefix, a skip record when every prefix shares bits beyond p + 8
+   * (path compression, in whole 8-bit steps), else a node.
+   */
+  #child(p: number, lo: number, hi: number, fallback: number): number {
+    const lens = this.#p.lens;
+    if (hi - lo === 1) return this.#record(p, lo, lens[lo]!, ~this.#p.values[lo]!, fallback);
+    let common = this.#commonBits(lo, hi - 1);
+    for (let i = lo; i < hi; i++) if (lens[i]! < common) common = lens[i]!;
+    const skipTo = common & ~7;
+    if (skipTo <= p) return this.#node(p, lo, hi, fallback);
+    // Every prefix lies under the first skipTo bits of prefix lo. One of them may be exactly that
+    // long (the shortest, so sorted first): it becomes the fallback of the inner subtree.
+    let inner = fallback;
+    let start = lo;
+    if (lens[lo] === skipTo) {
+      inner = this.#p.values[lo]!;
+      start = lo + 1;
+    }
+    const record = this.#record(p, lo, skipTo, 0, fallback);
+    const entry = this.#child(skipTo, start, hi, inner);
+    this.#nodes[record + (this.#words === 1 ? 1 : 0)] = entry; // the record's `next` word
+    return record;
+  }
+
+  /** Number of leading address bits prefixes a and b share. */
+  #commonBits(a: number, b: number): number {
     const words = this.#words;
-    const size = words === 1 ? RECORD_WORDS_V4 : RECORD_WORDS_V6;
-    const at = this.#alloc(size);
-    const n = this.#nodes;
     const keys = this.#p.keys;
-    const len = this.#p.lens[i]!;
+    for (let w = 0; w < words; w++) {
+      const x = keys[a * words + w]! ^ keys[b * words + w]!;
+      if (x !== 0) return 32 * w + Math.clz32(x);
+    }
+    return 32 * words;
+  }
+
+  /**
+   * A record (odd entry) at bit position p: "if the address has the first `len` bits of prefix i,
+   * continue with `entry` (a leaf: the answer) at bit len, else the answer is `fallback`".
+   * IPv6 records keep only the key words from p on: the path already matched the bits before p.
+   */
+  #record(p: number, i: number, len: number, entry: number, fallback: number): number {
+    const words = this.#words;
+    const keys = this.#p.keys;
+    let at: number;
     if (words === 1) {
-      n[at] = keys[i]!;
-      n[at + 1] = wordMask(len, 0);
-      n[at + 2] = this.#p.values[i]!;
+      at = this.#alloc(RECORD_WORDS_V4);
+      const n = this.#nodes;
+      const mask = wordMask(len, 0);
+      n[at] = keys[i]! & mask;
+      n[at + 1] = mask;
+      n[at + 2] = entry;
       n[at + 3] = fallback;
     } else {
-      for (let w = 0; w < 4; w++) n[at + w] = keys[i * 4 + w]!;
-      n[at + 4] = len;
-      n[at + 5] = this.#p.values[i]!;
-      n[at + 6] = fallback;
+      const first = p >>> 5;
+      const last = (len - 1) >>> 5;
+      at = this.#alloc(RECORD_HEADER_V6 + last - first + 1);
+      const n = this.#nodes;
+      n[at] = len;
+      n[at + 1] = entry;
+      n[at + 2] = fallback;
+      for (let w = first; w <= last; w++)
+        n[at + RECORD_HEADER_V6 + w - first] = keys[i * 4 + w]! & wordMask(len, w);
     }
     this.recordCount++;
     return at + 1;
   }
 
   /** A 256-slot node; returns its even entry, or a leaf entry when the subtree is uniform. */
-  #node(p: number, lo: number, hi: number, fallback: number, depth: number): number {
-    let s = this.#scratch[depth];
-    if (s === undefined) {
-      s = newScratch(256);
-      this.#scratch[depth] = s;
-    }
+  #node(p: number, lo: number, hi: number, fallback: number): number {
+    const s = this.#scratch;
     const groups = this.#scan(s, p, 8, lo, hi, fallback);
     const slots = s.slots;
     const group = s.group;
@@ -588,6 +674,7 @@ class TrieLayout {
     const n = this.#nodes;
     let e = 0;
     let vec = 0;
+    let recordsAfter = false;
     afterChild = true;
     for (let slot = 0; slot < 256; slot++) {
       const bit = slot & 31;
@@ -599,7 +686,15 @@ class TrieLayout {
       const g = group[slot]!;
       if (g !== 0) {
         vec |= 1 << bit;
-        s.entryOf[g - 1] = e;
+        const lo = s.lo[g - 1]!;
+        const hi = s.hi[g - 1]!;
+        if (hi - lo === 1) {
+          // A single-prefix child is a small record: lay it out right behind its node (same
+          // pages, so a lookup that reads the node finds the record's page mapped and cached).
+          recordsAfter = true;
+        } else {
+          this.#enqueue(p + 8, lo, hi, slots[slot]!, base + HEADER_WORDS + e);
+        }
         e++;
         afterChild = true;
       } else if (afterChild || slots[slot] !== previous) {
@@ -612,10 +707,21 @@ class TrieLayout {
       if (bit === 31) n[pair] = vec;
     }
     this.nodeCount++;
-    for (let g = 0; g < groups; g++) {
-      const entry = this.#child(p + 8, s.lo[g]!, s.hi[g]!, slots[s.slotOf[g]!]!, depth + 1);
-      // #child may have grown (replaced) the nodes array: index it afresh.
-      this.#nodes[base + HEADER_WORDS + s.entryOf[g]!] = entry;
+    if (recordsAfter) {
+      e = 0;
+      for (let slot = 0; slot < 256; slot++) {
+        const g = group[slot]!;
+        if (g !== 0) {
+          const lo = s.lo[g - 1]!;
+          if (s.hi[g - 1]! - lo === 1) {
+            const entry = this.#record(p + 8, lo, this.#p.lens[lo]!, ~this.#p.values[lo]!, slots[slot]!);
+            this.#nodes[base + HEADER_WORDS + e] = entry;
+          }
+          e++;
+        } else if ((n[base + ((slot >>> 5) << 1)]! & (1 << (slot & 31))) !== 0) {
+          e++;
+        }
+      }
     }
     return base;
   }
@@ -657,7 +763,7 @@ export class RadixTable {
   readonly prefixCount: number;
   readonly #root: Int32Array;
   readonly #nodes: Int32Array;
-  readonly #rootShift: number;
+  readonly #key = new Int32Array(4);
   readonly #rootBits: number;
   readonly #nodeCount: number;
   readonly #recordCount: number;
@@ -677,7 +783,6 @@ export class RadixTable {
     this.#root = root;
     this.#nodes = nodes;
     this.#rootBits = rootBits;
-    this.#rootShift = 32 - rootBits;
     this.#nodeCount = nodeCount;
     this.#recordCount = recordCount;
     Object.freeze(this);
@@ -692,15 +797,18 @@ export class RadixTable {
   lookupV4(addr: number): number {
     if (this.family !== 4) return -1;
     const nodes = this.#nodes;
-    let shift = this.#rootShift;
-    let e = this.#root[addr >>> shift]!;
+    let p = this.#rootBits; // address bits consumed
+    let e = this.#root[addr >>> (32 - p)]!;
     while (e > 0) {
       if ((e & 1) !== 0) {
-        // Single-prefix record: [key, mask, value, fallback].
-        return (addr & nodes[e]!) === nodes[e - 1] ? nodes[e + 1]! : nodes[e + 2]!;
+        // Record [key, mask, entry, fallback] at e - 1.
+        const mask = nodes[e]!;
+        if ((addr & mask) !== nodes[e - 1]) return nodes[e + 2]!;
+        p = Math.clz32(~mask);
+        e = nodes[e + 1]!;
+        continue;
       }
-      shift -= 8;
-      const b = (addr >>> shift) & 255;
+      const b = (addr >>> (24 - p)) & 255;
       const o = e + ((b >>> 5) << 1);
       // Popcount of vec bits 0..(b & 31): shift the higher bits out, then count (SWAR).
       let x = nodes[o]! << (31 - (b & 31));
@@ -708,6 +816,7 @@ export class RadixTable {
       x = (x & 0x33333333) + ((x >>> 2) & 0x33333333);
       x = (x + (x >>> 4)) & 0x0f0f0f0f;
       e = nodes[e + nodes[o + 1]! + (Math.imul(x, 0x01010101) >>> 24)]!;
+      p += 8;
     }
     return ~e;
   }
@@ -720,14 +829,29 @@ export class RadixTable {
   lookupV6(w0: number, w1: number, w2: number, w3: number): number {
     if (this.family !== 6) return -1;
     const nodes = this.#nodes;
-    let e = this.#root[w0 >>> this.#rootShift]!;
-    let p = this.#rootBits; // bits consumed
-    let word = w0;
+    // The words go to a preallocated scratch so each step indexes them without branching.
+    const key = this.#key;
+    key[0] = w0;
+    key[1] = w1;
+    key[2] = w2;
+    key[3] = w3;
+    let p = this.#rootBits; // address bits consumed
+    let e = this.#root[w0 >>> (32 - p)]!;
     while (e > 0) {
-      if ((e & 1) !== 0) return this.#recordV6(e - 1, w0, w1, w2, w3);
-      const q = p & 31;
-      if (q === 0) word = p === 32 ? w1 : p === 64 ? w2 : w3;
-      const b = (word >>> (24 - q)) & 255;
+      if ((e & 1) !== 0) {
+        // Record [len, next, fallback, key words p>>5 .. (len-1)>>5] at e - 1; the bits before p
+        // already matched on the way down, so whole words compare except the last one.
+        const r = e - 1;
+        const len = nodes[r]!;
+        const last = (len - 1) >>> 5;
+        let k = r + 3;
+        for (let w = p >>> 5; w < last; w++, k++) if (key[w] !== nodes[k]) return nodes[r + 2]!;
+        if (((key[last]! ^ nodes[k]!) & (-1 << (31 - ((len - 1) & 31)))) !== 0) return nodes[r + 2]!;
+        p = len;
+        e = nodes[r + 1]!;
+        continue;
+      }
+      const b = (key[p >>> 5]! >>> (24 - (p & 31))) & 255;
       const o = e + ((b >>> 5) << 1);
       let x = nodes[o]! << (31 - (b & 31));
       x = (x - ((x >>> 1) & 0x55555555)) | 0;
@@ -737,18 +861,6 @@ export class RadixTable {
       p += 8;
     }
     return ~e;
-  }
-
-  /** Answer of an IPv6 single-prefix record [k0, k1, k2, k3, len, value, fallback]. */
-  #recordV6(r: number, w0: number, w1: number, w2: number, w3: number): number {
-    const nodes = this.#nodes;
-    const len = nodes[r + 4]!;
-    const inside =
-      ((w0 ^ nodes[r]!) & wordMask(len, 0)) === 0 &&
-      ((w1 ^ nodes[r + 1]!) & wordMask(len, 1)) === 0 &&
-      ((w2 ^ nodes[r + 2]!) & wordMask(len, 2)) === 0 &&
-      ((w3 ^ nodes[r + 3]!) & wordMask(len, 3)) === 0;
-    return inside ? nodes[r + 5]! : nodes[r + 6]!;
   }
 
   /** True when some stored prefix covers the IPv4 address (lookupV4(addr) !== -1). */

@@ -7,7 +7,9 @@ import type { CidrV4, CidrV6 } from '../../src/net/index.ts';
 import { parseCidrList } from '../../src/net/index.ts';
 
 /** Folder holding ipv4/<cc>.cidr and ipv6/<cc>.cidr. */
-export const COUNTRY_BLOCKS_DIR = fileURLToPath(new URL('../../bench/data/country-ip-blocks/', import.meta.url));
+export const COUNTRY_BLOCKS_DIR = fileURLToPath(
+  new URL('../../bench/data/country-ip-blocks/', import.meta.url),
+);
 
 /** The whole data set: prefixes with the index (into `codes`) of their country. */
 export interface CountryBlocks {
@@ -28,10 +30,7 @@ export interface CountryBlocks {
  */
 export function loadCountryBlocks(): CountryBlocks {
   const codes = [
-    ...new Set([
-      ...readdirSync(`${COUNTRY_BLOCKS_DIR}ipv4`),
-      ...readdirSync(`${COUNTRY_BLOCKS_DIR}ipv6`),
-    ]),
+    ...new Set([...readdirSync(`${COUNTRY_BLOCKS_DIR}ipv4`), ...readdirSync(`${COUNTRY_BLOCKS_DIR}ipv6`)]),
   ]
     .filter((f) => f.endsWith('.cidr'))
     .map((f) => f.slice(0, -5))
