@@ -20,6 +20,7 @@ const packageDir = resolve(dirname(launcherPath), '..');
 const runningMajor = Number(process.versions.node.split('.')[0]);
 
 if (runningMajor >= REQUIRED_MAJOR) {
+  delete process.env[REEXEC_MARK];
   await runCli();
 } else if (process.env[REEXEC_MARK]) {
   fail(`the Node that was found as Node ${REQUIRED_MAJOR} is ${process.version} (${process.execPath})`);
@@ -27,8 +28,8 @@ if (runningMajor >= REQUIRED_MAJOR) {
   const node = findBundledNode();
   if (!node) {
     fail(
-      `this Node is ${process.version} and no Node ${REQUIRED_MAJOR} was found in the \`node\` dependency ` +
-        `(its install script did not run: install with \`npm install -g --allow-scripts=node seglb\`)`,
+      `this Node is ${process.version} and the \`node\` dependency holds no Node ${REQUIRED_MAJOR} binary ` +
+        `(its install script was skipped; run it with: cd ${packageDir} && npm rebuild node)`,
     );
   } else {
     reexec(node);

@@ -50,6 +50,7 @@ export class Runtime {
   readonly #listeners = new Map<string, { listener: Listener; ctx: VipContext; bound: AddressInfo }>();
   readonly #demo = new Map<string, Server>();
   #stopping = false;
+  #housekeeping: NodeJS.Timeout | undefined;
 
   private constructor(snapshot: Snapshot, log: Logger, quarantine: Quarantine) {
     this.#snapshot = snapshot;
@@ -75,6 +76,8 @@ export class Runtime {
     const quarantine = new Quarantine();
     const snapshot = buildSnapshot(loaded, 1, null);
     const rt = new Runtime(snapshot, log, quarantine);
+    rt.#housekeeping = setInterval(() => rt.#tick(), 1000);
+    rt.#housekeeping.unref();
     try {
       await rt.#syncDemoBackends();
       for (const [key, ctx] of snapshot.vips) await rt.#open(key, ctx);
@@ -83,6 +86,13 @@ export class Runtime {
       throw err;
     }
     return rt;
+  }
+
+  /** Once a second: report deny log lines that a flood suppressed, drop expired quarantine entries. */
+  #tick(): void {
+    const suppressed = this.shared.denyLog.flush(Date.now());
+    if (suppressed > 0) this.log.info({ event: 'deny-suppressed', suppressed }, 'deny log lines suppressed');
+    this.quarantine.sweep();
   }
 
   /** The current snapshot. */
@@ -153,6 +163,7 @@ export class Runtime {
   async stop(graceMs: number): Promise<void> {
     if (this.#stopping) return;
     this.#stopping = true;
+    clearInterval(this.#housekeeping);
     await Promise.all([...this.#listeners.keys()].map((k) => this.#closeListener(k, graceMs)));
     await Promise.all([...this.#snapshot.segments.values()].map((s) => s.pool.close().catch(() => {})));
     await Promise.all(

@@ -174,7 +174,10 @@ function toText(set: PrefixSet): string {
   return lines.join('\n');
 }
 
-const SEMANTICS = { merge: (a: number, b: number) => Math.min(a, b), inherit: (_a: number, own: number) => own };
+const SEMANTICS = {
+  merge: (a: number, b: number) => Math.min(a, b),
+  inherit: (_a: number, own: number) => own,
+};
 
 function build(set: PrefixSet): { table: RadixTable; ms: number } {
   const t0 = performance.now();
@@ -182,7 +185,8 @@ function build(set: PrefixSet): { table: RadixTable; ms: number } {
   if (set.family === 4) {
     for (let i = 0; i < set.count; i++) b.insertV4(set.words[i]!, set.lens[i]!, set.values[i]!);
   } else {
-    for (let i = 0; i < set.count; i++) b.insertV6(set.words.subarray(i * 4, i * 4 + 4), set.lens[i]!, set.values[i]!);
+    for (let i = 0; i < set.count; i++)
+      b.insertV6(set.words.subarray(i * 4, i * 4 + 4), set.lens[i]!, set.values[i]!);
   }
   const table = b.build(SEMANTICS);
   return { table, ms: performance.now() - t0 };
@@ -257,7 +261,7 @@ function measureLinear(set: PrefixSet, addrs: Uint32Array): number {
     if (n === 1) {
       const addr = addrs[a]!;
       for (let i = 0; i < count; i++) {
-        if (((addr & masks[i]!) >>> 0) === words[i] && lens[i]! > bestLen) {
+        if ((addr & masks[i]!) >>> 0 === words[i] && lens[i]! > bestLen) {
           best = values[i]!;
           bestLen = lens[i]!;
         }
@@ -270,10 +274,10 @@ function measureLinear(set: PrefixSet, addrs: Uint32Array): number {
       for (let i = 0; i < count; i++) {
         const o = i * 4;
         if (
-          ((a0 & masks[o]!) >>> 0) === words[o] &&
-          ((a1 & masks[o + 1]!) >>> 0) === words[o + 1] &&
-          ((a2 & masks[o + 2]!) >>> 0) === words[o + 2] &&
-          ((a3 & masks[o + 3]!) >>> 0) === words[o + 3] &&
+          (a0 & masks[o]!) >>> 0 === words[o] &&
+          (a1 & masks[o + 1]!) >>> 0 === words[o + 1] &&
+          (a2 & masks[o + 2]!) >>> 0 === words[o + 2] &&
+          (a3 & masks[o + 3]!) >>> 0 === words[o + 3] &&
           lens[i]! > bestLen
         ) {
           best = values[i]!;
@@ -358,7 +362,8 @@ function printTable(rows: Row[]): void {
     'hit ratio',
   ];
   const widths = [24, 9, 9, 9, 9, 11, 6, 9, 6, 10, 10];
-  const line = (cells: string[]) => console.log(cells.map((c, i) => (i === 0 ? c.padEnd(widths[0]!) : pad(c, widths[i]!))).join(' '));
+  const line = (cells: string[]) =>
+    console.log(cells.map((c, i) => (i === 0 ? c.padEnd(widths[0]!) : pad(c, widths[i]!))).join(' '));
   line(head);
   for (const r of rows) {
     line([
@@ -378,7 +383,9 @@ function printTable(rows: Row[]): void {
 }
 
 const started = performance.now();
-console.log(`radix bench: node ${process.version}, ${SYNTHETIC} synthetic prefixes per family${QUICK ? ' (--quick)' : ''}`);
+console.log(
+  `radix bench: node ${process.version}, ${SYNTHETIC} synthetic prefixes per family${QUICK ? ' (--quick)' : ''}`,
+);
 const rows: Row[] = [];
 
 const countries = loadCountryBlocks();

@@ -4,11 +4,12 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
-import { type Document, isAlias, LineCounter, parseDocument, visit, type YAMLError } from 'yaml';
+import { type Document, isAlias, isScalar, LineCounter, parseDocument, visit, type YAMLError } from 'yaml';
 import { ConfigError, type ConfigIssue } from '../errors.ts';
 import { didYouMean } from './did-you-mean.ts';
+import { pruneSchemaInvalid } from './schema-prune.ts';
 import type { SeglbConfig } from './types.ts';
-import { checkSemantics, type ResolvedExtras, type SchemaInvalidNames } from './validate.ts';
+import { checkSemantics, type ResolvedExtras } from './validate.ts';
 import { formatKeyPath, type KeyPathStep, positionOf } from './yaml-positions.ts';
 
 /** Where the JSON Schema lives, both in the source tree and in the built package. */
@@ -73,7 +74,7 @@ export function loadConfigText(text: string, file: string): LoadedConfig {
   // backend settings; uniqueKeys makes a repeated key an error rather than "last one wins".
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, merge: true });
   if (doc.errors.length > 0) {
-    const issues = doc.errors.map((e) => yamlIssue(e, text, file, lines));
+    const issues = doc.errors.map((e) => yamlIssue(e, doc, file, lines));
     throw new ConfigError('SEGLB_CONFIG_YAML', issues);
   }
   const data = documentToData(doc, file, lines);
@@ -93,7 +94,9 @@ export function loadConfigText(text: string, file: string): LoadedConfig {
     const errors = validate.errors ?? [];
     // Ajv reports a bad map key twice: once as `pattern` (with propertyName set), once as
     // `propertyNames`; the second names the key, so the first is dropped.
-    const schemaIssues = errors.filter((e) => e.propertyName === undefined).map((e) => schemaIssue(e, data, issue));
+    const schemaIssues = errors
+      .filter((e) => e.propertyName === undefined)
+      .map((e) => schemaIssue(e, data, issue));
     // Every problem at once: the parts of the file that passed the schema still get the semantic
     // checks, so fixing a typo never uncovers a second round of errors elsewhere.
     const semanticIssues: ConfigIssue[] = [];
@@ -113,16 +116,31 @@ export function loadConfigText(text: string, file: string): LoadedConfig {
 }
 
 /** One YAML syntax error as a positioned issue, worded for an operator rather than a programmer. */
-function yamlIssue(e: YAMLError, text: string, file: string, lines: LineCounter): ConfigIssue {
+function yamlIssue(e: YAMLError, doc: Document, file: string, lines: LineCounter): ConfigIssue {
   const pos = lines.linePos(e.pos[0]);
   let message = e.message.split('\n')[0] ?? e.code;
   if (e.code === 'DUPLICATE_KEY') {
-    const key = text.slice(e.pos[0], e.pos[1]).trim();
-    message = `duplicate key ${JSON.stringify(key)} (each key may appear once per map)`;
+    const key = keyStartingAt(doc, e.pos[0]);
+    message = `duplicate key${key === undefined ? '' : ` ${JSON.stringify(key)}`} (each key may appear once per map)`;
   } else if (e.code === 'MULTIPLE_DOCS') {
     message = 'the file holds more than one YAML document (a second "---"); seglb reads exactly one';
   }
   return { file, line: pos.line, col: pos.col, keyPath: '', message: `YAML: ${message}` };
+}
+
+/** The text of the scalar map key whose source starts at `offset`, if there is one. */
+function keyStartingAt(doc: Document, offset: number): string | undefined {
+  let found: string | undefined;
+  visit(doc, {
+    Pair(_key, pair) {
+      if (isScalar(pair.key) && pair.key.range?.[0] === offset) {
+        found = String(pair.key.value);
+        return visit.BREAK;
+      }
+      return undefined;
+    },
+  });
+  return found;
 }
 
 /**
@@ -154,66 +172,14 @@ function documentToData(doc: Document, file: string, lines: LineCounter): unknow
       });
     }
     const pos = lines.linePos(offset ?? 0);
-    throw new ConfigError('SEGLB_CONFIG_YAML', [{ file, line: pos.line, col: pos.col, keyPath: '', message }], {
-      cause: err,
-    });
+    throw new ConfigError(
+      'SEGLB_CONFIG_YAML',
+      [{ file, line: pos.line, col: pos.col, keyPath: '', message }],
+      {
+        cause: err,
+      },
+    );
   }
-}
-
-/** Sections whose entries are referred to by name elsewhere (rules, unions, segments). */
-const NAMED_SECTIONS = ['ipsets', 'segments', 'pools'] as const;
-
-/**
- * For a schema-invalid document: the config with every entry that has a schema problem removed
- * (a whole segment, pool or IP set; admin/cluster), so the semantic checks can run over the rest
- * without tripping on wrong shapes. References to removed names are not reported again.
- * @returns undefined when the document is too broken for that (not a map at the top)
- */
-function pruneSchemaInvalid(
-  data: unknown,
-  errors: readonly ErrorObject[],
-): { config: SeglbConfig; invalid: SchemaInvalidNames } | undefined {
-  if (!isPlainMap(data)) return undefined;
-  const invalid = { ipsets: new Set<string>(), pools: new Set<string>(), allIpsets: false, allPools: false };
-  const dropped = { segments: new Set<string>(), ipsets: invalid.ipsets, pools: invalid.pools };
-  for (const e of errors) {
-    const steps = e.instancePath
-      .split('/')
-      .slice(1)
-      .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
-    const section = steps[0];
-    if (section === 'admin' || section === 'cluster') {
-      delete data[section];
-      continue;
-    }
-    if (section !== 'ipsets' && section !== 'segments' && section !== 'pools') continue;
-    const name = steps[1] ?? (e.keyword === 'propertyNames' ? String(e.params['propertyName']) : undefined);
-    if (name !== undefined) dropped[section].add(name);
-    else if (e.keyword === 'type') {
-      if (section === 'ipsets') invalid.allIpsets = true;
-      if (section === 'pools') invalid.allPools = true;
-    }
-  }
-  for (const section of NAMED_SECTIONS) {
-    const entries = data[section];
-    if (!isPlainMap(entries)) {
-      // Missing or not a map: already reported; check the rest as if the section were empty, and
-      // do not report references into it.
-      data[section] = {};
-      if (section === 'ipsets' && entries !== undefined) invalid.allIpsets = true;
-      if (section === 'pools') invalid.allPools = true;
-      continue;
-    }
-    for (const name of dropped[section]) delete entries[name];
-  }
-  for (const section of ['log', 'timeouts', 'limits'] as const) {
-    if (!isPlainMap(data[section])) data[section] = {};
-  }
-  return { config: data as unknown as SeglbConfig, invalid };
-}
-
-function isPlainMap(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 function describeReadError(err: unknown): string {
@@ -300,7 +266,8 @@ function resolveRelativePaths(config: SeglbConfig, dir: string): void {
   }
   for (const seg of Object.values(config.segments)) {
     for (const vip of seg.vips) {
-      for (const cert of vip.tls?.certificates ?? []) {
+      // vip is null when it failed the schema (then only the other checks run; see schema-prune.ts).
+      for (const cert of vip?.tls?.certificates ?? []) {
         (cert as { cert_file: string }).cert_file = resolve(dir, cert.cert_file);
         if (cert.key_file) (cert as { key_file: string }).key_file = resolve(dir, cert.key_file);
       }

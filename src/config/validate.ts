@@ -40,15 +40,20 @@ export interface ResolvedExtras {
 type IssueAt = (path: readonly KeyPathStep[], message: string, target?: 'key' | 'value') => ConfigIssue;
 
 /**
- * Names of IP sets and pools that exist in the file but failed the schema (and were left out of
- * the semantic checks): references to them are not reported as "does not exist".
+ * What was cut out of a schema-invalid config before the semantic checks (see schema-prune.ts).
+ * In such a config, list items that failed the schema (VIPs, rules, backends) are `null`.
  */
 export interface SchemaInvalidNames {
+  /** IP sets and pools that exist in the file but failed the schema: references to them are not reported. */
   readonly ipsets: ReadonlySet<string>;
   readonly pools: ReadonlySet<string>;
   /** The whole `ipsets:` / `pools:` section is unusable: no reference into it is reported. */
   readonly allIpsets: boolean;
   readonly allPools: boolean;
+  /** Segments with a VIP cut out: checks that need all VIPs (tcp vs L7) are skipped. */
+  readonly incompleteVips: ReadonlySet<string>;
+  /** Segments whose backend_subnets were cut out: backends are not checked against them. */
+  readonly incompleteSubnets: ReadonlySet<string>;
 }
 
 const NONE_INVALID: SchemaInvalidNames = {
@@ -56,6 +61,8 @@ const NONE_INVALID: SchemaInvalidNames = {
   pools: new Set(),
   allIpsets: false,
   allPools: false,
+  incompleteVips: new Set(),
+  incompleteSubnets: new Set(),
 };
 
 /** Most errors reported per IP-set file; the rest are counted in one more issue. */
@@ -97,10 +104,17 @@ export function checkSemantics(
       if (c) subnets.push(c);
     });
     backendSubnets.set(segName, subnets);
+    // With a bad subnet already reported, "backend outside the subnets" would be a guess.
+    const subnetsComplete =
+      subnets.length === seg.backend_subnets.length && !invalid.incompleteSubnets.has(segName);
 
-    const httpLike = seg.vips.some((v) => v.protocol !== 'tcp');
-    const tcpLike = seg.vips.some((v) => v.protocol === 'tcp');
+    // Items that failed the schema are null (see SchemaInvalidNames); with VIPs missing, checks
+    // that depend on the segment's protocols are skipped rather than guessed.
+    const vipsComplete = !invalid.incompleteVips.has(segName) && seg.vips.every((v) => v);
+    const httpLike = !vipsComplete || seg.vips.some((v) => v && v.protocol !== 'tcp');
+    const tcpLike = seg.vips.some((v) => v?.protocol === 'tcp');
     seg.vips.forEach((vip, i) => {
+      if (!vip) return;
       const path = [...base, 'vips', i];
       const ep = tryEndpoint(vip.listen, [...path, 'listen'], true, issues, issue);
       if (ep) {
@@ -123,6 +137,7 @@ export function checkSemantics(
 
     const checkRules = (kind: 'allow' | 'deny', rules: readonly RuleConfig[]) => {
       rules.forEach((rule, i) => {
+        if (!rule) return;
         const path = [...base, kind, i];
         rule.from.forEach((src, j) => {
           checkSource(src, [...path, 'from', j], sources);
@@ -157,7 +172,7 @@ export function checkSemantics(
       });
       const names = new Map<string, number>();
       rules.forEach((rule, i) => {
-        if (!rule.name) return;
+        if (!rule?.name) return;
         const prev = names.get(rule.name);
         if (prev !== undefined)
           issues.push(
@@ -181,6 +196,7 @@ export function checkSemantics(
       );
     }
 
+    if (typeof seg.pool !== 'string') continue; // failed the schema: already reported
     const pool = Object.hasOwn(config.pools, seg.pool) ? config.pools[seg.pool] : undefined;
     if (!pool) {
       if (invalid.allPools || invalid.pools.has(seg.pool)) continue; // already reported by the schema
@@ -193,7 +209,9 @@ export function checkSemantics(
       );
       continue;
     }
+    if (!subnetsComplete) continue;
     pool.backends.forEach((b, i) => {
+      if (!b) return;
       const ep = safeEndpoint(b.address);
       if (!ep || ep.family === 0) return; // hostnames are checked at dial time
       if (!subnets.some((s) => cidrContains(s, ep.host))) {
@@ -209,6 +227,7 @@ export function checkSemantics(
 
   for (const [poolName, pool] of Object.entries(config.pools)) {
     pool.backends.forEach((b, i) => {
+      if (!b) return;
       const path = ['pools', poolName, 'backends', i, 'address'];
       const ep = tryEndpoint(b.address, path, false, issues, issue);
       if (ep && pool.demo) {
@@ -368,7 +387,11 @@ function resolveIpSets(
     const list: Cidr[] = [];
     if (name === ANY_SOURCE) {
       issues.push(
-        issue(['ipsets', name], `"${ANY_SOURCE}" is reserved (a source meaning every address); rename the set`, 'key'),
+        issue(
+          ['ipsets', name],
+          `"${ANY_SOURCE}" is reserved (a source meaning every address); rename the set`,
+          'key',
+        ),
       );
     }
     set.cidrs?.forEach((text, i) => {
@@ -456,7 +479,11 @@ function readTls(
   certs.forEach((c, i) => {
     const path = [...base, i];
     if ((c.key_file === undefined) === (c.key_env === undefined)) {
-      issues.push(issue(path, 'give exactly one of key_file or key_env (private keys are never inline)'));
+      const why =
+        c.key_file === undefined ? 'the private key is missing' : 'both key_file and key_env are given';
+      issues.push(
+        issue(path, `${why}: give exactly one of key_file or key_env (private keys are never inline)`),
+      );
       ok = false;
       return;
     }
@@ -465,9 +492,7 @@ function readTls(
     try {
       cert = readFileSync(c.cert_file, 'utf8');
     } catch (err) {
-      issues.push(
-        issue([...path, 'cert_file'], `cannot read ${c.cert_file}: ${errnoOf(err)}`),
-      );
+      issues.push(issue([...path, 'cert_file'], `cannot read ${c.cert_file}: ${errnoOf(err)}`));
       ok = false;
       return;
     }
@@ -475,9 +500,7 @@ function readTls(
       try {
         key = readFileSync(c.key_file, 'utf8');
       } catch (err) {
-        issues.push(
-          issue([...path, 'key_file'], `cannot read ${c.key_file}: ${errnoOf(err)}`),
-        );
+        issues.push(issue([...path, 'key_file'], `cannot read ${c.key_file}: ${errnoOf(err)}`));
         ok = false;
         return;
       }
@@ -493,7 +516,8 @@ function readTls(
       createSecureContext({ cert, key });
     } catch (err) {
       // The message of a PEM parse failure names no key material, so it is safe to show.
-      issues.push(issue(path, `certificate and key do not load: ${(err as Error).message}`));
+      const source = c.key_file ? `key_file ${c.key_file}` : `key from environment variable ${c.key_env}`;
+      issues.push(issue(path, `certificate and ${source} do not load: ${(err as Error).message}`));
       ok = false;
       return;
     }

@@ -32,13 +32,17 @@ export function isHopByHop(lower: string): boolean {
 /**
  * Header names listed in `Connection` (they are hop-by-hop too, RFC 9110 §7.6.1), lowercase.
  * @param connection - the Connection header value(s), or undefined
+ * @param into - names already listed by an earlier Connection header (the set is extended and returned)
  * @returns null when there are none besides keep-alive/close (the common case: no allocation)
  */
-export function connectionListed(connection: string | undefined): Set<string> | null {
-  if (connection === undefined) return null;
+export function connectionListed(
+  connection: string | undefined,
+  into: Set<string> | null = null,
+): Set<string> | null {
+  if (connection === undefined) return into;
   const lower = connection.toLowerCase();
-  if (lower === 'keep-alive' || lower === 'close' || lower === 'upgrade') return null;
-  const out = new Set<string>();
+  if (lower === 'keep-alive' || lower === 'close' || lower === 'upgrade') return into;
+  const out = into ?? new Set<string>();
   for (const token of lower.split(',')) {
     const t = token.trim();
     if (t && t !== 'keep-alive' && t !== 'close') out.add(t);
@@ -80,7 +84,9 @@ export function buildUpstreamHeaders(raw: readonly string[], info: ForwardingInf
   let host: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string;
-    if (name.length === 10 && name.toLowerCase() === 'connection') listed = connectionListed(raw[i + 1]);
+    // Every Connection header counts (RFC 9110 §5.3: repeated fields form one list).
+    if (name.length === 10 && name.toLowerCase() === 'connection')
+      listed = connectionListed(raw[i + 1], listed);
   }
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string;
@@ -133,7 +139,7 @@ export function buildDownstreamHeaders(raw: readonly (Buffer | string)[]): strin
   for (let i = 0; i < raw.length; i += 2) {
     const name = String(raw[i]);
     if (name.length === 10 && name.toLowerCase() === 'connection')
-      listed = connectionListed(latin1(raw[i + 1]));
+      listed = connectionListed(latin1(raw[i + 1]), listed);
   }
   for (let i = 0; i < raw.length; i += 2) {
     const name = latin1(raw[i]);
@@ -179,4 +185,22 @@ const scratch = new Uint32Array(4);
 /** A bare IPv4 or IPv6 address (no port, brackets or zone): anything else ends the XFF walk. */
 function isIpAddress(s: string): boolean {
   return parseIPv4(s) >= 0 || (s.indexOf('%') === -1 && parseIPv6(s, scratch));
+}
+
+/**
+ * True when the request carries more than one Host header, which RFC 9112 §3.2 says a server must
+ * answer with 400 (two hosts are an ambiguity a smuggling attempt can exploit: the L7 rules and the
+ * backend could each pick a different one).
+ * @param raw - node's req.rawHeaders
+ */
+export function hasDuplicateHost(raw: readonly string[]): boolean {
+  let seen = false;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string;
+    if (name.length === 4 && name.toLowerCase() === 'host') {
+      if (seen) return true;
+      seen = true;
+    }
+  }
+  return false;
 }

@@ -30,7 +30,12 @@ import {
   type SeglbSocket,
 } from './accept.ts';
 import type { SegmentRuntime, VipContext } from './context.ts';
-import { buildDownstreamHeaders, buildUpstreamHeaders, clientFromForwardedFor } from './http-headers.ts';
+import {
+  buildDownstreamHeaders,
+  buildUpstreamHeaders,
+  clientFromForwardedFor,
+  hasDuplicateHost,
+} from './http-headers.ts';
 
 type Req = IncomingMessage & { socket: SeglbSocket };
 
@@ -168,6 +173,11 @@ export class HttpVip {
     const seg = conn.ctx.segment;
     seg.counters.requests++;
     if (this.#draining) res.shouldKeepAlive = false;
+    if (hasDuplicateHost(req.rawHeaders)) {
+      res.shouldKeepAlive = false;
+      sendError(res, seg, 400, 'more than one Host header');
+      return;
+    }
     const source = this.#judge(req, conn, seg);
     if (source === null) {
       sendError(res, seg, 403, 'request not allowed by segment policy');

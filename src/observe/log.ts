@@ -69,4 +69,17 @@ export class LogRateLimiter {
     this.#suppressed = 0;
     return s;
   }
+
+  /**
+   * For a periodic timer: when lines were suppressed and the flood has stopped (no allowed line
+   * carried the count), returns the count once and resets it, so the summary is never lost.
+   * @param nowMs - current time in ms
+   * @returns lines suppressed since the last report (0 when none, or when the window is still open)
+   */
+  flush(nowMs: number): number {
+    if (this.#suppressed === 0 || nowMs - this.#windowStart < 1000) return 0;
+    const s = this.#suppressed;
+    this.#suppressed = 0;
+    return s;
+  }
 }

@@ -245,7 +245,9 @@ class RecordInterner {
   readonly #rules: readonly CompiledRule[];
   readonly #sets: number[][] = [[]];
   readonly #byKey = new Map<string, number>([['', 0]]);
-  readonly #unions = new Map<number, number>();
+  // Union cache keyed by (smaller id, larger id). Nested maps, not one packed number: record ids go up
+  // to the radix value limit (2^31), and a packed key would collide past 2^20 records.
+  readonly #unions = new Map<number, Map<number, number>>();
 
   constructor(rules: readonly CompiledRule[]) {
     this.#rules = rules;
@@ -256,15 +258,22 @@ class RecordInterner {
   }
 
   union(a: number, b: number): number {
-    if (a === b) return a;
-    const key = a < b ? a * 0x100000 + b : b * 0x100000 + a;
-    const cached = this.#unions.get(key);
+    if (a === b || b === 0) return a;
+    if (a === 0) return b;
+    const lo = a < b ? a : b;
+    const hi = a < b ? b : a;
+    let byHi = this.#unions.get(lo);
+    if (byHi === undefined) {
+      byHi = new Map();
+      this.#unions.set(lo, byHi);
+    }
+    const cached = byHi.get(hi);
     if (cached !== undefined) return cached;
     const merged = [...new Set([...(this.#sets[a] as number[]), ...(this.#sets[b] as number[])])].sort(
       (x, y) => x - y,
     );
     const id = this.#intern(merged);
-    this.#unions.set(key, id);
+    byHi.set(hi, id);
     return id;
   }
 

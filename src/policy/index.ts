@@ -16,4 +16,4 @@ export { type ExplainedRule, type ExplainRequest, type Explanation, explainVerdi
 export { L7Matcher, normaliseRequestPath, type RequestAttributes } from './l7.ts';
 export { Quarantine, type QuarantineEntry } from './quarantine.ts';
 export { RadixBuilder, type RadixBuildOptions, RadixTable } from './radix.ts';
-export { EMPTY_SOURCE_SET, expandSources, SourceSet } from './source-set.ts';
+export { EMPTY_SOURCE_SET, expandSources, SourceSet, unmapCidr } from './source-set.ts';

@@ -154,7 +154,8 @@ export function requestPathAsSent(target: string): string {
 /**
  * The path L7 rules are judged on, so that `/a/../admin`, `//admin`, `/%61dmin` or `/a/..\admin`
  * cannot slip past a rule about `/admin`: query and fragment dropped, percent-encoded unreserved
- * characters decoded (RFC 3986 §6.2.2.2), `\`, `%5C` and `%2F` read as `/` (WHATWG URL parsers turn
+ * characters decoded (RFC 3986 §6.2.2.2), other escapes uppercased and a stray `%` written `%25`,
+ * `\`, `%5C` and `%2F` read as `/` (WHATWG URL parsers turn
  * `\` into `/`, and servers that decode before routing split on `%2F`, so neither may hide a
  * separator from the rules), repeated slashes merged (Envoy's merge_slashes), dot segments removed
  * (RFC 3986 §5.2.4). Idempotent. The request is still forwarded with its original target, so
@@ -172,7 +173,10 @@ export function normaliseRequestPath(target: string): string {
     path.indexOf('\\') === -1
   )
     return path;
-  path = path.replace(/%([0-9A-Fa-f]{2})/g, (m, hex: string) => {
+  path = path.replace(/%([0-9A-Fa-f]{2})?/g, (m, hex: string | undefined) => {
+    // A stray `%` becomes `%25`, so that decoding can never form a new escape with it (`%%61a` would
+    // otherwise turn into `%aa` and decode again on a second pass).
+    if (hex === undefined) return '%25';
     const c = Number.parseInt(hex, 16);
     if (c === 0x2f || c === 0x5c) return '/';
     const unreserved =

@@ -3,11 +3,11 @@
 // one assignment, so accept-time lookups never see a half-built table.
 
 import { type Cidr, parseCidr } from '../net/cidr.ts';
-import { SourceSet } from './source-set.ts';
+import { SourceSet, unmapCidr } from './source-set.ts';
 
 /** One quarantine entry. */
 export interface QuarantineEntry {
-  /** Canonical CIDR text (a single address is /32 or /128). */
+  /** Canonical CIDR text (a single address is /32 or /128; IPv4-mapped IPv6 is written as IPv4). */
   readonly cidr: string;
   /** Absolute expiry, ms since the epoch; Infinity for no expiry. */
   readonly expiresAt: number;
@@ -45,7 +45,7 @@ export class Quarantine {
    */
   add(cidr: string, ttlMs: number, reason: string): QuarantineEntry {
     if (!(ttlMs > 0)) throw new RangeError(`ttlMs must be a positive number of milliseconds, got ${ttlMs}`);
-    const parsed = parseCidr(cidr);
+    const parsed = unmapCidr(parseCidr(cidr));
     const now = this.#now();
     const entry: QuarantineEntry = Object.freeze({
       cidr: parsed.text,
@@ -63,7 +63,7 @@ export class Quarantine {
    * @throws NetError for a bad CIDR, as add()
    */
   remove(cidr: string): boolean {
-    const text = parseCidr(cidr).text;
+    const text = unmapCidr(parseCidr(cidr)).text;
     const before = this.#entries.length;
     const kept = this.#entries.filter((e) => e.cidr !== text);
     if (kept.length === before) return false;

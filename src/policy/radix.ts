@@ -9,7 +9,8 @@
 //     entry list, indexed by popcount rank; runs of equal leaf values share one entry;
 //   * a subtree holding a single prefix, or whose prefixes share more leading bytes, is one small
 //     record (path compression), so sparse IPv6 tables do not pay for chains of near-empty nodes;
-//   * everything lives in two Int32Arrays (root, nodes): no objects, no BigInt, no per-rule loop.
+//   * everything lives in two Int32Arrays (root, nodes): no objects, no BigInt, no per-rule loop;
+//     nodes are laid out breadth first, so the levels every lookup crosses share a few pages.
 //
 // 1. Walk of 203.0.113.77 in an IPv4 table with a 16-bit root:
 //
@@ -91,7 +92,10 @@ export interface RadixBuildOptions {
    * prefixes, else 8. Lookup results never depend on it.
    */
   rootBits?: 8 | 16;
-  /** Capacity limit of the built table in bytes. Default DEFAULT_RADIX_MAX_BYTES (1 GiB). */
+  /**
+   * Capacity limit of the built table (root + nodes) in bytes; building beyond it throws
+   * SEGLB_POLICY_TOO_LARGE. Default DEFAULT_RADIX_MAX_BYTES (1 GiB).
+   */
   maxBytes?: number;
 }
 
@@ -105,9 +109,9 @@ export interface RadixBuilderOptions {
 export interface RadixStats {
   /** Distinct prefixes stored (after merging duplicates). */
   prefixes: number;
-  /** Compressed 256-slot nodes (the root array and single-prefix records not counted). */
+  /** Compressed 256-slot nodes (the root array and records not counted). */
   nodes: number;
-  /** Single-prefix records (path-compressed subtrees). */
+  /** Records: single-prefix subtrees and skips over shared leading bytes (path compression). */
   records: number;
   /** Bytes of the typed arrays the table holds (root + nodes). */
   bytes: number;
@@ -332,7 +336,15 @@ export class RadixBuilder {
         `rootBits must be 8 or 16, got ${String(rootBits)}`,
       );
     }
-    const layout = new TrieLayout(this.family, kept, opts.maxBytes ?? DEFAULT_RADIX_MAX_BYTES);
+    const maxBytes = opts.maxBytes ?? DEFAULT_RADIX_MAX_BYTES;
+    const rootBytes = 4 << rootBits;
+    if (maxBytes < rootBytes + 64) {
+      throw new PolicyError(
+        'SEGLB_POLICY_TOO_LARGE',
+        `maxBytes ${maxBytes} is below the ${rootBytes}-byte root`,
+      );
+    }
+    const layout = new TrieLayout(this.family, kept, maxBytes - rootBytes);
     const root = layout.buildRoot(rootBits);
     return new RadixTable(
       this.family,
@@ -490,7 +502,8 @@ class TrieLayout {
   constructor(family: 4 | 6, prefixes: SettledPrefixes, maxBytes: number) {
     this.#words = family === 4 ? 1 : 4;
     this.#p = prefixes;
-    this.#maxWords = Math.floor(Math.min(maxBytes, 2 ** 33) / 4);
+    // Offsets are int32 entries: the nodes array can never pass 2^31 words (8 GiB).
+    this.#maxWords = Math.min(Math.floor(maxBytes / 4), 2 ** 31 - 2);
     this.#nodes = new Int32Array(Math.min(Math.max(64, prefixes.count * 4), this.#maxWords));
   }
 
@@ -718,7 +731,7 @@ class TrieLayout {
             this.#nodes[base + HEADER_WORDS + e] = entry;
           }
           e++;
-        } else if ((n[base + ((slot >>> 5) << 1)]! & (1 << (slot & 31))) !== 0) {
+        } else if ((this.#nodes[base + ((slot >>> 5) << 1)]! & (1 << (slot & 31))) !== 0) {
           e++;
         }
       }
@@ -734,7 +747,7 @@ class TrieLayout {
       if (end > this.#maxWords) {
         throw new PolicyError(
           'SEGLB_POLICY_TOO_LARGE',
-          `the radix table needs more than ${this.#maxWords * 4} bytes (RadixBuildOptions.maxBytes)`,
+          `the radix table needs more than its ${this.#maxWords * 4}-byte node budget (RadixBuildOptions.maxBytes)`,
         );
       }
       const grown = new Int32Array(Math.min(Math.max(end, this.#nodes.length * 2), this.#maxWords));

@@ -2,7 +2,7 @@
 // "is this address inside?" with one radix walk; built once, never mutated.
 
 import { ANY_SOURCE, isIpSetName } from '../config/validate.ts';
-import { parseIPv4, parseIPv6 } from '../net/address.ts';
+import { formatIPv4, parseIPv4, parseIPv6, unmapV4 } from '../net/address.ts';
 import { type Cidr, parseCidr } from '../net/cidr.ts';
 import { RadixBuilder, type RadixTable } from './radix.ts';
 
@@ -10,10 +10,22 @@ const KEEP_FIRST = { merge: (a: number) => a, inherit: (_ancestor: number, own: 
 const scratch = new Uint32Array(4);
 
 /**
+ * An IPv4-mapped IPv6 prefix (inside `::ffff:0:0/96`, RFC 4291 §2.5.5.2) as the IPv4 prefix it
+ * means; any other prefix unchanged. Sources are unmapped once at accept (`::ffff:10.1.2.3` is judged
+ * as `10.1.2.3`), so a prefix written `::ffff:10.0.0.0/104` must become `10.0.0.0/8`, or it would
+ * silently never match anything.
+ */
+export function unmapCidr(c: Cidr): Cidr {
+  if (c.family !== 6 || c.prefixLength < 96) return c;
+  const v4 = unmapV4(c.v6);
+  return v4 < 0 ? c : parseCidr(`${formatIPv4(v4)}/${c.prefixLength - 96}`);
+}
+
+/**
  * Expands rule sources (CIDRs, addresses, IP-set names, `any`) into CIDRs.
  * @param sources - as written in the config (already validated)
  * @param ipsets - resolved IP sets by name
- * @returns the CIDRs, both families mixed
+ * @returns the CIDRs, both families mixed; IPv4-mapped IPv6 prefixes as IPv4 (see unmapCidr)
  */
 export function expandSources(
   sources: readonly string[],
@@ -24,9 +36,9 @@ export function expandSources(
     if (src === ANY_SOURCE) {
       out.push(parseCidr('0.0.0.0/0'), parseCidr('::/0'));
     } else if (isIpSetName(src)) {
-      for (const c of ipsets.get(src) ?? []) out.push(c);
+      for (const c of ipsets.get(src) ?? []) out.push(unmapCidr(c));
     } else {
-      out.push(parseCidr(src));
+      out.push(unmapCidr(parseCidr(src)));
     }
   }
   return out;
@@ -41,12 +53,14 @@ export class SourceSet {
   readonly #v6: RadixTable;
   readonly size: number;
   /**
-   * @param cidrs - prefixes; a CIDR's value is its index in this array (for quarantine entries)
+   * @param cidrs - prefixes; a CIDR's value is its index in this array (for quarantine entries).
+   *   IPv4-mapped IPv6 prefixes are stored as IPv4 (see unmapCidr), since lookups take unmapped sources.
    */
   constructor(cidrs: readonly Cidr[]) {
     const b4 = new RadixBuilder(4);
     const b6 = new RadixBuilder(6);
-    cidrs.forEach((c, i) => {
+    cidrs.forEach((mapped, i) => {
+      const c = unmapCidr(mapped);
       if (c.family === 4) b4.insert(c, i);
       else b6.insert(c, i);
     });

@@ -123,6 +123,8 @@ describe('HTTP VIP: balancing and forwarding', () => {
       'GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n',
     );
     assert.match(r.received, /^HTTP\/1\.1 400/);
+    const dupHost = await rawExchange(lb.port('web'), 'GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n');
+    assert.match(dupHost.received, /^HTTP\/1\.1 400/);
     const r2 = await rawExchange(lb.port('web'), 'GARBAGE\r\n\r\n');
     assert.match(r2.received, /^HTTP\/1\.1 400/);
     assert.equal((await httpRequest({ port: lb.port('web') })).status, 200);
