@@ -2,7 +2,7 @@
 // loopback: every server is a child process, each scenario runs in alternating rounds, medians are
 // printed with ratios. Default run (both tools, 3 rounds) takes about 3.5 minutes.
 // Run: node bench/http.bench.ts [--duration 4] [--close-duration 2] [--rounds 3]
-//        [--tool autocannon|wrk|both] [--connections 50] [--no-close] [--markdown FILE]
+//        [--tool autocannon|wrk|both] [--connections 50] [--no-close] [--patience 30] [--markdown FILE]
 //      node bench/http.bench.ts --profile [http|http-250k|tcp] [--duration 10]   (CPU profile of seglb)
 
 import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -43,6 +43,7 @@ const { values: opts } = parseArgs({
     connections: { type: 'string', default: '50' },
     'no-close': { type: 'boolean', default: false },
     markdown: { type: 'string' },
+    patience: { type: 'string', default: '30' },
     profile: { type: 'string' },
     help: { type: 'boolean', short: 'h', default: false },
   },
@@ -53,7 +54,8 @@ const rawProfile = process.argv.includes('--profile') ? (opts.profile ?? 'http')
 if (opts.help) {
   process.stdout.write(
     `${readHeader()}\nOptions: --duration S (keep-alive run, default 4; profile 10), --close-duration S,\n` +
-      `  --rounds N, --tool autocannon|wrk|both, --connections N, --no-close, --markdown FILE, --profile MODE\n`,
+      `  --rounds N, --tool autocannon|wrk|both, --connections N, --no-close, --patience S, --markdown FILE,\n` +
+      `  --profile http|http-250k|tcp|http-close|http-250k-close|tcp-close\n`,
   );
   process.exit(0);
 }
@@ -69,8 +71,11 @@ const SETTLE_MS = 300;
 const MAX_OTHER_CORES = 0.15;
 /** Unmeasured load per scenario before the first round (JIT tiers, keep-alive pools, autocannon). */
 const WARMUP_SECONDS = 2;
-/** Repeats of disturbed runs allowed in the whole benchmark, to keep its duration bounded. */
-let retriesLeft = 8;
+/**
+ * Seconds the whole benchmark may spend waiting for other processes to leave the CPU and repeating
+ * runs they disturbed (--patience); keeps the default run under 4 minutes on a shared machine.
+ */
+let patienceMs = Number(opts.patience) * 1000;
 
 function readHeader(): string {
   return 'node bench/http.bench.ts: end-to-end throughput, seglb vs direct / HAProxy / nginx on loopback';
@@ -163,7 +168,10 @@ async function main(): Promise<void> {
   );
 
   // Warm-up: JIT tiers, keep-alive pools and autocannon itself; not measured.
-  for (const s of scenarios) await measureOnce(s, backend, tools[0] as Tool, wrk, false, WARMUP_SECONDS);
+  for (const s of scenarios) {
+    await new Promise((r) => setTimeout(r, SETTLE_MS));
+    await measureOnce(s, backend, tools[0] as Tool, wrk, false, WARMUP_SECONDS);
+  }
   process.stdout.write('warm-up done\n');
 
   const results = new Map<string, Measured[]>();
@@ -240,8 +248,9 @@ function passLabel(tool: Tool, closeEach: boolean): string {
 
 /**
  * One load run with the CPU used by proxy, backend, load generator and the rest of the machine
- * meanwhile. A run disturbed by other work on the machine (more than MAX_OTHER_CORES) is repeated up
- * to twice (while the run-wide budget `retriesLeft` lasts); the least disturbed attempt is kept.
+ * meanwhile. Other processes on the machine are waited out before the run, and a run they disturbed
+ * anyway (more than MAX_OTHER_CORES) is repeated up to twice; the least disturbed attempt is kept.
+ * Both only while the run-wide `patienceMs` lasts.
  */
 async function measure(
   s: Scenario,
@@ -253,15 +262,33 @@ async function measure(
 ): Promise<Measured> {
   let best: Measured | null = null;
   for (let attempt = 0; attempt < 3; attempt++) {
+    await waitForQuiet();
+    const t0 = Date.now();
     const m = await measureOnce(s, backend, tool, wrk, closeEach, seconds);
     if (best === null || (m.otherCores ?? 0) < (best.otherCores ?? 0)) best = m;
-    if ((m.otherCores ?? 0) <= MAX_OTHER_CORES || retriesLeft === 0) break;
-    retriesLeft--;
+    if ((m.otherCores ?? 0) <= MAX_OTHER_CORES || patienceMs <= 0) break;
+    patienceMs -= Date.now() - t0;
     process.stdout.write(
       `  (${s.name}: ${m.otherCores?.toFixed(2)} cores used by other processes during the run; repeating)\n`,
     );
   }
   return best as Measured;
+}
+
+/** Waits (within `patienceMs`) until the machine's CPU use outside the benchmark drops below MAX_OTHER_CORES. */
+async function waitForQuiet(): Promise<void> {
+  const t0 = Date.now();
+  let announced = false;
+  for (;;) {
+    const m0 = machineBusyMs();
+    await new Promise((r) => setTimeout(r, SETTLE_MS));
+    const m1 = machineBusyMs();
+    if (m0 === null || m1 === null || (m1 - m0) / SETTLE_MS <= MAX_OTHER_CORES) break;
+    if (Date.now() - t0 >= patienceMs) break;
+    if (!announced) process.stdout.write('  (waiting for other processes to leave the CPU)\n');
+    announced = true;
+  }
+  patienceMs -= Date.now() - t0 - SETTLE_MS;
 }
 
 async function measureOnce(
@@ -272,7 +299,6 @@ async function measureOnce(
   closeEach: boolean,
   seconds: number,
 ): Promise<Measured> {
-  await new Promise((r) => setTimeout(r, SETTLE_MS));
   const spec: LoadSpec = { url: `http://${HOST}:${s.port}/`, connections: CONNECTIONS, seconds, closeEach };
   const proxyPid = s.proxy?.proc.child.pid;
   const backendPid = backend.proc.child.pid;
@@ -350,6 +376,7 @@ async function profileSeglb(
     haproxyPeer: null,
   };
   await checkAnswer(s);
+  await waitForQuiet();
   const r = await measureOnce(s, backend, tool, wrk, closeEach, DURATION);
   await seglb.proc.stop(10_000);
   const file = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));

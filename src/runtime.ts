@@ -245,10 +245,12 @@ function vipKey(segment: string, index: number, vip: VipConfig): string {
 
 /**
  * A listener can be kept across a reload when its VIP config (protocol, PROXY trust, TLS settings)
- * and its certificates' contents are unchanged; otherwise it is closed and opened again.
+ * is unchanged; otherwise it is closed and opened again.
  */
 function sameListener(a: VipContext, b: VipContext): boolean {
-  return JSON.stringify([a.vip, a.tls]) === JSON.stringify([b.vip, b.tls]);
+  // Certificate contents may change (HttpVip.setContext swaps them in place); file paths,
+  // protocol and the rest of the VIP may not.
+  return JSON.stringify(a.vip) === JSON.stringify(b.vip);
 }
 
 function buildSnapshot(loaded: LoadedConfig, version: number, previous: Snapshot | null): Snapshot {

@@ -56,7 +56,8 @@ describe('error codes', () => {
   it('retired codes are documented as retired and never come back', () => {
     const retired = documented('Retired codes');
     assert.deepEqual(retired, [...RETIRED_CODES]);
-    for (const code of RETIRED_CODES) assert.ok(!CODES.includes(code), `${code} is retired but in ERROR_CODES`);
+    for (const code of RETIRED_CODES)
+      assert.ok(!CODES.includes(code), `${code} is retired but in ERROR_CODES`);
   });
 
   it('codes are SEGLB_<AREA>_<WHAT> with a one-line meaning', () => {
@@ -116,7 +117,14 @@ describe('error classes', () => {
     assert.deepEqual([empty.file, empty.line, empty.col, empty.keyPath], ['', 0, 0, '']);
     // The specific code of an issue is data, not part of the text.
     assert.equal(
-      formatConfigIssue({ file: 'f', line: 1, col: 2, keyPath: 'k', message: 'm', code: 'SEGLB_NET_INVALID_CIDR' }),
+      formatConfigIssue({
+        file: 'f',
+        line: 1,
+        col: 2,
+        keyPath: 'k',
+        message: 'm',
+        code: 'SEGLB_NET_INVALID_CIDR',
+      }),
       'f:1:2 k: m',
     );
   });

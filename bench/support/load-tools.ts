@@ -3,6 +3,7 @@
 
 import { execFile } from 'node:child_process';
 import { createRequire } from 'node:module';
+import { trackTransient } from './processes.ts';
 
 /** One load run's figures. */
 export interface LoadResult {
@@ -72,7 +73,7 @@ export function runWrk(wrk: string, spec: LoadSpec): Promise<LoadResult> {
   if (spec.closeEach) args.push('-H', 'Connection: close');
   args.push(spec.url);
   return new Promise((resolve, reject) => {
-    execFile(wrk, args, { timeout: (spec.seconds + 30) * 1000 }, (err, stdout, stderr) => {
+    const child = execFile(wrk, args, { timeout: (spec.seconds + 30) * 1000 }, (err, stdout, stderr) => {
       if (err) {
         reject(new Error(`wrk failed: ${err.message}\n${stderr}`));
         return;
@@ -83,6 +84,7 @@ export function runWrk(wrk: string, spec: LoadSpec): Promise<LoadResult> {
         reject(e);
       }
     });
+    trackTransient(child);
   });
 }
 

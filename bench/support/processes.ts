@@ -16,11 +16,21 @@ export interface ManagedProcess {
 }
 
 const running = new Set<ManagedProcess>();
+/** Short-lived children (a wrk run) to kill too if the benchmark stops early. */
+const transient = new Set<ChildProcess>();
+
+/** Registers a short-lived child (removed when it exits) so that killAll() stops it too. */
+export function trackTransient(child: ChildProcess): void {
+  transient.add(child);
+  child.once('exit', () => transient.delete(child));
+}
 
 /** Kills every process still running, with its process group (synchronously: usable from 'exit'). */
 export function killAll(): void {
   for (const p of running) signalGroup(p.child, 'SIGKILL');
   running.clear();
+  for (const c of transient) c.kill('SIGKILL');
+  transient.clear();
 }
 
 /**

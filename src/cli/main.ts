@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { LoadedConfig, LogConfig } from '../config/index.ts';
-import { ConfigError, PolicyError, SeglbError } from '../errors.ts';
+import { ConfigError, formatConfigIssue, PolicyError, SeglbError } from '../errors.ts';
 import { parseAddress } from '../net/index.ts';
 import type { Logger } from '../observe/log.ts';
 import type { Runtime } from '../runtime.ts';
@@ -96,7 +96,7 @@ async function dispatch(argv: readonly string[]): Promise<number> {
     process.stderr.write(USAGE);
     return 2;
   }
-  const accepted = COMMAND_OPTIONS[command];
+  const accepted = Object.hasOwn(COMMAND_OPTIONS, command) ? COMMAND_OPTIONS[command] : undefined;
   if (!accepted) throw usageError(`unknown command "${command}" (commands: run, check, explain)`);
   if (positionals.length > 1) {
     throw usageError(`${command} takes no arguments besides options, got ${JSON.stringify(positionals[1])}`);
@@ -264,27 +264,42 @@ async function run(loaded: LoadedConfig, values: CliValues, loadConfigFile: Load
   const logLevel = (values['log-level'] ?? loaded.config.log.level) as LogConfig['level'];
   const log = createLogger({ format: logFormat, level: logLevel });
   installCrashHandlers(log);
-  let runtime: Runtime;
+  // Signal handlers go in before start-up, so a SIGTERM that arrives while VIPs are being bound
+  // is honoured (stop once started) instead of killing the process without a drain.
+  let runtime: Runtime | undefined;
+  let pendingStop: string | undefined;
+  let stopRequested: ((signal: string) => void) | undefined;
+  let stopping = false;
+  let reloading = Promise.resolve();
+  const onStopSignal = (signal: string) => {
+    if (stopping) {
+      log.warn({ signal }, 'second signal: exiting now');
+      process.exit(1);
+    }
+    if (stopRequested) stopRequested(signal);
+    else pendingStop = signal;
+  };
+  process.on('SIGTERM', () => onStopSignal('SIGTERM'));
+  process.on('SIGINT', () => onStopSignal('SIGINT'));
+  process.on('SIGHUP', () => {
+    const rt = runtime;
+    if (rt) reloading = reloading.then(() => reload(rt, loaded.file, log, loadConfigFile));
+  });
   try {
     runtime = await Runtime.start(loaded, log);
   } catch (err) {
     log.fatal({ code: (err as SeglbError).code, err: (err as Error).message }, 'seglb could not start');
     return 1;
   }
+  const started = runtime;
   log.info({ version: packageVersion(), config: loaded.file, node: process.version }, 'seglb started');
-  printDemoHints(runtime, loaded);
+  printDemoHints(started, loaded);
   return new Promise<number>((resolve) => {
-    let stopping = false;
-    const stop = (signal: string) => {
-      if (stopping) {
-        log.warn({ signal }, 'second signal: exiting now');
-        resolve(1);
-        return;
-      }
+    stopRequested = (signal: string) => {
       stopping = true;
-      const grace = runtime.snapshot.loaded.config.timeouts.shutdown_grace_ms;
+      const grace = started.snapshot.loaded.config.timeouts.shutdown_grace_ms;
       log.info({ signal, graceMs: grace }, 'stopping: draining in-flight requests');
-      runtime.stop(grace).then(
+      started.stop(grace).then(
         () => {
           log.info('stopped');
           resolve(0);
@@ -295,12 +310,7 @@ async function run(loaded: LoadedConfig, values: CliValues, loadConfigFile: Load
         },
       );
     };
-    process.on('SIGTERM', () => stop('SIGTERM'));
-    process.on('SIGINT', () => stop('SIGINT'));
-    let reloading = Promise.resolve();
-    process.on('SIGHUP', () => {
-      reloading = reloading.then(() => reload(runtime, loaded.file, log, loadConfigFile));
-    });
+    if (pendingStop !== undefined) stopRequested(pendingStop);
   });
 }
 
@@ -321,7 +331,7 @@ async function reload(
       log.error(
         {
           code: err.code,
-          issues: err.issues.map((i) => `${i.file}:${i.line}:${i.col} ${i.keyPath}: ${i.message}`),
+          issues: err.issues.map(formatConfigIssue),
         },
         'reload rejected: configuration invalid; the running configuration stays',
       );

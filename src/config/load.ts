@@ -105,12 +105,15 @@ export function loadConfigText(text: string, file: string): LoadedConfig {
       resolveRelativePaths(pruned.config, dirname(file));
       semanticIssues.push(...checkSemantics(pruned.config, issue, pruned.invalid).issues);
     }
-    throw new ConfigError('SEGLB_CONFIG_INVALID', sortIssues(dedupe([...schemaIssues, ...semanticIssues])));
+    throw new ConfigError(
+      'SEGLB_CONFIG_INVALID',
+      sortIssues(dedupe([...schemaIssues, ...semanticIssues]), file),
+    );
   }
   const config = data as SeglbConfig;
   resolveRelativePaths(config, dirname(file));
   const { issues, extras } = checkSemantics(config, issue);
-  if (issues.length > 0) throw new ConfigError('SEGLB_CONFIG_INVALID', sortIssues(dedupe(issues)));
+  if (issues.length > 0) throw new ConfigError('SEGLB_CONFIG_INVALID', sortIssues(dedupe(issues), file));
   deepFreeze(config);
   return { ...extras, config, file, positionOf: (path) => at(path) };
 }
@@ -289,15 +292,19 @@ function describe(value: unknown): string {
 function dedupe(issues: ConfigIssue[]): ConfigIssue[] {
   const seen = new Set<string>();
   return issues.filter((i) => {
-    const key = `${i.line}:${i.col}:${i.keyPath}:${i.message}`;
+    const key = `${i.file}:${i.line}:${i.col}:${i.keyPath}:${i.message}`;
     if (seen.has(key)) return false;
     seen.add(key);
     return true;
   });
 }
 
-function sortIssues(issues: ConfigIssue[]): ConfigIssue[] {
-  return issues.sort((a, b) => a.file.localeCompare(b.file) || a.line - b.line || a.col - b.col);
+/** In reading order: the config file's issues first, then those of each IP-set file it names. */
+function sortIssues(issues: ConfigIssue[], mainFile: string): ConfigIssue[] {
+  const rank = (i: ConfigIssue) => (i.file === mainFile ? 0 : 1);
+  return issues.sort(
+    (a, b) => rank(a) - rank(b) || a.file.localeCompare(b.file) || a.line - b.line || a.col - b.col,
+  );
 }
 
 function deepFreeze(value: unknown): void {

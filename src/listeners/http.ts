@@ -65,6 +65,8 @@ export class HttpVip {
   readonly #proto: 'http' | 'https';
   #draining = false;
   #wsProxy: ProxyServer | null = null;
+  /** SNI certificate lookup of an HTTPS VIP (swapped when certificates change on reload). */
+  #sni: { lookup(name: string): SecureContext } | null = null;
 
   /**
    * @param ctx - the VIP's context in the current snapshot
@@ -88,7 +90,7 @@ export class HttpVip {
     };
     const onRequest = (req: IncomingMessage, res: ServerResponse) => this.#onRequest(req as Req, res);
     if (tls) {
-      const contexts = buildSniContexts(tls);
+      this.#sni = buildSniContexts(tls);
       const first = tls[0] as TlsMaterial;
       this.server = createHttpsServer(
         {
@@ -96,7 +98,7 @@ export class HttpVip {
           cert: first.cert,
           key: first.key,
           minVersion: ctx.vip.tls?.min_version ?? 'TLSv1.2',
-          SNICallback: (name, cb) => cb(null, contexts.lookup(name)),
+          SNICallback: (name, cb) => cb(null, this.#sni?.lookup(name)),
           handshakeTimeout: t.client_header_ms,
         },
         onRequest,
@@ -128,8 +130,20 @@ export class HttpVip {
     this.server.on('upgrade', (req: Req, socket: Socket, head: Buffer) => this.#onUpgrade(req, socket, head));
   }
 
-  /** Swaps in the VIP's context of a new snapshot; open connections keep theirs. */
+  /**
+   * Swaps in the VIP's context of a new snapshot; open connections take it at their next request.
+   * On an HTTPS VIP new certificates apply to the next handshake (no re-bind, nothing dropped).
+   */
   setContext(ctx: VipContext): void {
+    if (ctx.tls !== null && this.#sni !== null && ctx.tls !== this.#ctx.tls) {
+      this.#sni = buildSniContexts(ctx.tls);
+      const first = ctx.tls[0] as TlsMaterial;
+      (this.server as import('node:https').Server).setSecureContext({
+        cert: first.cert,
+        key: first.key,
+        minVersion: ctx.vip.tls?.min_version ?? 'TLSv1.2',
+      });
+    }
     this.#ctx = ctx;
   }
 

@@ -137,7 +137,8 @@ export function explainVerdict(
     verdict: allowedWithoutRequest ? 'allow' : 'deny',
     enforced: enforced(allowedWithoutRequest),
     connection: 'l7',
-    decidingRule: describe(record.rule),
+    // Without a request nothing has decided yet: only an unconditional allow is a deciding rule.
+    decidingRule: allowedWithoutRequest ? describe(record.unconditionalAllow) : null,
     reason:
       'the connection is accepted; each request is judged by L7 rules (give --method/--path/--host to judge one)',
   };

@@ -138,6 +138,13 @@ interface NodeScratch {
   lo: Int32Array;
   hi: Int32Array;
   slotOf: Int32Array;
+  /** Per 32-slot word: 1 when a prefix or child touched it (else every slot holds the fallback). */
+  dirty: Uint8Array;
+  /** The node being encoded: its entries, vec and off header words, each group's entry index. */
+  entries: Int32Array;
+  vecs: Int32Array;
+  offs: Int32Array;
+  entryOf: Int32Array;
 }
 
 function newScratch(size: number): NodeScratch {
@@ -147,6 +154,11 @@ function newScratch(size: number): NodeScratch {
     lo: new Int32Array(size),
     hi: new Int32Array(size),
     slotOf: new Int32Array(size),
+    dirty: new Uint8Array((size >>> 5) + 1),
+    entries: new Int32Array(size),
+    vecs: new Int32Array(8),
+    offs: new Int32Array(8),
+    entryOf: new Int32Array(size),
   };
 }
 
@@ -327,8 +339,7 @@ export class RadixBuilder {
    *   0..2^31-1; SEGLB_POLICY_TOO_LARGE when the table would exceed `opts.maxBytes`
    */
   build(opts: RadixBuildOptions): RadixTable {
-    const sorted = this.#sortedOrder();
-    const kept = this.#settle(sorted, opts);
+    const kept = this.#settle(this.#sortedRecords(), opts);
     const rootBits = opts.rootBits ?? (kept.count >= WIDE_ROOT_MIN_PREFIXES ? 16 : 8);
     if (rootBits !== 8 && rootBits !== 16) {
       throw new PolicyError(
@@ -358,61 +369,57 @@ export class RadixBuilder {
   }
 
   /**
-   * Stable LSD radix sort of the insertion indexes by (address, prefix length): the result lists
-   * every prefix after all prefixes that cover it (pre-order), duplicates in insertion order.
+   * Stable LSD radix sort by (address, prefix length), 16 bits per pass, moving whole records
+   * (key words, length, value) so that every pass, and #settle after it, reads memory in order.
+   * The result lists every prefix after all prefixes that cover it (pre-order), duplicates in
+   * insertion order. Returns records of `words + 2` int32s: key words, length, value.
    */
-  #sortedOrder(): Uint32Array {
+  #sortedRecords(): Int32Array {
     const n = this.#count;
     const words = this.#words;
-    const keys = this.#keys;
-    let order = new Uint32Array(n);
-    let spare = new Uint32Array(n);
-    for (let i = 0; i < n; i++) order[i] = i;
-    // Least significant key first: prefix length (0..128).
-    const lens = this.#lens;
-    const lenCount = new Uint32Array(130);
-    for (let i = 0; i < n; i++) lenCount[lens[i]! + 1]!++;
-    for (let d = 1; d < 130; d++) lenCount[d]! += lenCount[d - 1]!;
-    for (let i = 0; i < n; i++) {
-      const j = order[i]!;
-      spare[lenCount[lens[j]!]!++] = j;
-    }
-    [order, spare] = [spare, order];
-    // Then the address, 16 bits at a time, from the last word's low half to the first word's high.
-    const count = new Uint32Array(65537);
-    for (let w = words - 1; w >= 0; w--) {
-      for (let high = 0; high < 2; high++) {
-        const shift = high * 16;
-        count.fill(0);
-        for (let i = 0; i < n; i++) count[((keys[i * words + w]! >>> shift) & 0xffff) + 1]!++;
-        let skip = false;
-        for (let d = 1; d <= 65536; d++) {
-          if (count[d] === n) skip = true; // every key has this digit: the pass would not reorder
-          count[d]! += count[d - 1]!;
-        }
-        if (skip) continue;
-        for (let i = 0; i < n; i++) {
-          const j = order[i]!;
-          spare[count[(keys[j * words + w]! >>> shift) & 0xffff]!++] = j;
-        }
-        [order, spare] = [spare, order];
-      }
-    }
-    return order;
-  }
-
-  /** Merges duplicates, applies inherit parents-first and drops prefixes that change no answer. */
-  #settle(order: Uint32Array, opts: RadixBuildOptions): SettledPrefixes {
-    const n = order.length;
-    const words = this.#words;
+    const stride = words + 2;
+    let src = new Int32Array(n * stride);
+    let dst = new Int32Array(n * stride);
     const keys = this.#keys;
     const lens = this.#lens;
     const values = this.#values;
+    for (let i = 0, o = 0; i < n; i++, o += stride) {
+      for (let w = 0; w < words; w++) src[o + w] = keys[i * words + w]!;
+      src[o + words] = lens[i]!;
+      src[o + words + 1] = values[i]!;
+    }
+    const count = new Uint32Array(65537);
+    // Least significant key first: the prefix length, then the address from its last 16 bits up.
+    const passes: [field: number, shift: number][] = [[words, 0]];
+    for (let w = words - 1; w >= 0; w--) passes.push([w, 0], [w, 16]);
+    for (const [field, shift] of passes) {
+      count.fill(0);
+      for (let o = field; o < n * stride; o += stride) count[((src[o]! >>> shift) & 0xffff) + 1]!++;
+      let skip = false;
+      for (let d = 1; d <= 65536; d++) {
+        if (count[d] === n) skip = true; // one digit for all: this pass would not reorder
+        count[d]! += count[d - 1]!;
+      }
+      if (skip) continue;
+      for (let o = 0; o < n * stride; o += stride) {
+        const to = count[(src[o + field]! >>> shift) & 0xffff]!++ * stride;
+        for (let k = 0; k < stride; k++) dst[to + k] = src[o + k]!;
+      }
+      [src, dst] = [dst, src];
+    }
+    return src;
+  }
+
+  /** Merges duplicates, applies inherit parents-first and drops prefixes that change no answer. */
+  #settle(records: Int32Array, opts: RadixBuildOptions): SettledPrefixes {
+    const n = this.#count;
+    const words = this.#words;
+    const stride = words + 2;
     const outKeys = new Uint32Array(n * words);
     const outLens = new Uint8Array(n);
     const outValues = new Int32Array(n);
-    // Stack of covering prefixes: insertion index, length, final value (nesting depth <= 129).
-    const stackIndex = new Int32Array(130);
+    // Stack of covering prefixes: record offset, length, final value (nesting depth <= 129).
+    const stackAt = new Int32Array(130);
     const stackLen = new Int32Array(130);
     const stackFinal = new Int32Array(130);
     let depth = 0;
@@ -420,17 +427,21 @@ export class RadixBuilder {
     let distinct = 0;
     let i = 0;
     while (i < n) {
-      const j = order[i]!;
-      const len = lens[j]!;
-      let own = values[j]!;
+      const at = i * stride;
+      const len = records[at + words]!;
+      let own = records[at + words + 1]!;
       let next = i + 1;
-      while (next < n && lens[order[next]!] === len && sameKey(keys, words, j, order[next]!)) {
-        own = checkValue(opts.merge(own, values[order[next]!]!), 'merge() result');
+      while (
+        next < n &&
+        records[next * stride + words] === len &&
+        sameKey(records, words, at, next * stride)
+      ) {
+        own = checkValue(opts.merge(own, records[next * stride + words + 1]!), 'merge() result');
         next++;
       }
       i = next;
       distinct++;
-      while (depth > 0 && !covers(keys, words, stackIndex[depth - 1]!, stackLen[depth - 1]!, j)) depth--;
+      while (depth > 0 && !covers(records, words, stackAt[depth - 1]!, stackLen[depth - 1]!, at)) depth--;
       let final = own;
       let redundant = false;
       if (depth > 0) {
@@ -438,12 +449,12 @@ export class RadixBuilder {
         final = checkValue(opts.inherit(parent, own), 'inherit() result');
         redundant = final === parent;
       }
-      stackIndex[depth] = j;
+      stackAt[depth] = at;
       stackLen[depth] = len;
       stackFinal[depth] = final;
       depth++;
       if (redundant) continue;
-      for (let w = 0; w < words; w++) outKeys[kept * words + w] = keys[j * words + w]!;
+      for (let w = 0; w < words; w++) outKeys[kept * words + w] = records[at + w]!;
       outLens[kept] = len;
       outValues[kept] = final;
       kept++;
@@ -452,17 +463,18 @@ export class RadixBuilder {
   }
 }
 
-function sameKey(keys: Uint32Array, words: number, a: number, b: number): boolean {
-  for (let w = 0; w < words; w++) if (keys[a * words + w] !== keys[b * words + w]) return false;
+/** True when the records at offsets a and b have the same key words. */
+function sameKey(records: Int32Array, words: number, a: number, b: number): boolean {
+  for (let w = 0; w < words; w++) if (records[a + w] !== records[b + w]) return false;
   return true;
 }
 
-/** True when the prefix (keys[p], len) covers the address keys[q]. */
-function covers(keys: Uint32Array, words: number, p: number, len: number, q: number): boolean {
+/** True when the prefix (record at p, len) covers the address of the record at q. */
+function covers(records: Int32Array, words: number, p: number, len: number, q: number): boolean {
   for (let w = 0; w < words; w++) {
     const m = wordMask(len, w);
     if (m === 0) return true;
-    if (((keys[q * words + w]! ^ keys[p * words + w]!) & m) !== 0) return false;
+    if (((records[q + w]! ^ records[p + w]!) & m) !== 0) return false;
   }
   return true;
 }
@@ -523,6 +535,7 @@ class TrieLayout {
     const limit = p + stride;
     s.slots.fill(fallback);
     s.group.fill(0);
+    s.dirty.fill(0);
     let groups = 0;
     let i = lo;
     while (i < hi) {
@@ -530,7 +543,9 @@ class TrieLayout {
       const slot = this.#slot(i, p, stride);
       if (len <= limit) {
         // Pre-order: covering prefixes come first, so longer ones overwrite them.
-        s.slots.fill(values[i]!, slot, slot + (1 << (limit - len)));
+        const end = slot + (1 << (limit - len));
+        s.slots.fill(values[i]!, slot, end);
+        s.dirty.fill(1, slot >>> 5, ((end - 1) >>> 5) + 1);
         i++;
         continue;
       }
@@ -541,6 +556,7 @@ class TrieLayout {
       s.slotOf[groups] = slot;
       groups++;
       s.group[slot] = groups;
+      s.dirty[slot >>> 5] = 1;
       i = j;
     }
     return groups;
@@ -668,72 +684,65 @@ class TrieLayout {
     const groups = this.#scan(s, p, 8, lo, hi, fallback);
     const slots = s.slots;
     const group = s.group;
-    // Count entries: every child slot, and every leaf slot that starts a new run.
-    let entries = 0;
+    const entries = s.entries;
+    // Entries in slot order: every child slot, and every leaf slot that starts a new run. A word
+    // no prefix touched holds the fallback in all 32 slots: at most one entry, found in O(1).
+    let e = 0;
     let previous = 0;
     let afterChild = true;
-    for (let slot = 0; slot < 256; slot++) {
-      if (group[slot] !== 0) {
-        entries++;
-        afterChild = true;
-      } else if (afterChild || slots[slot] !== previous) {
-        entries++;
-        previous = slots[slot]!;
-        afterChild = false;
-      }
-    }
-    if (groups === 0 && entries === 1) return ~slots[0]!; // uniform: no node needed
-    const base = this.#alloc(HEADER_WORDS + entries);
-    const n = this.#nodes;
-    let e = 0;
-    let vec = 0;
-    let recordsAfter = false;
-    afterChild = true;
-    for (let slot = 0; slot < 256; slot++) {
-      const bit = slot & 31;
-      const pair = base + ((slot >>> 5) << 1); // vec[k] at pair, off[k] at pair + 1
-      if (bit === 0) {
-        vec = 0;
-        n[pair + 1] = HEADER_WORDS + e - 1;
-      }
-      const g = group[slot]!;
-      if (g !== 0) {
-        vec |= 1 << bit;
-        const lo = s.lo[g - 1]!;
-        const hi = s.hi[g - 1]!;
-        if (hi - lo === 1) {
-          // A single-prefix child is a small record: lay it out right behind its node (same
-          // pages, so a lookup that reads the node finds the record's page mapped and cached).
-          recordsAfter = true;
+    for (let k = 0; k < 8; k++) {
+      s.offs[k] = HEADER_WORDS + e - 1;
+      if (s.dirty[k] === 0) {
+        if (afterChild || previous !== fallback) {
+          s.vecs[k] = 1;
+          entries[e++] = ~fallback;
+          previous = fallback;
+          afterChild = false;
         } else {
-          this.#enqueue(p + 8, lo, hi, slots[slot]!, base + HEADER_WORDS + e);
+          s.vecs[k] = 0;
         }
-        e++;
-        afterChild = true;
-      } else if (afterChild || slots[slot] !== previous) {
-        vec |= 1 << bit;
-        previous = slots[slot]!;
-        n[base + HEADER_WORDS + e] = ~previous;
-        e++;
-        afterChild = false;
+        continue;
       }
-      if (bit === 31) n[pair] = vec;
-    }
-    this.nodeCount++;
-    if (recordsAfter) {
-      e = 0;
-      for (let slot = 0; slot < 256; slot++) {
+      let vec = 0;
+      for (let bit = 0, slot = k << 5; bit < 32; bit++, slot++) {
         const g = group[slot]!;
         if (g !== 0) {
-          const lo = s.lo[g - 1]!;
-          if (s.hi[g - 1]! - lo === 1) {
-            const entry = this.#record(p + 8, lo, this.#p.lens[lo]!, ~this.#p.values[lo]!, slots[slot]!);
-            this.#nodes[base + HEADER_WORDS + e] = entry;
-          }
-          e++;
-        } else if ((this.#nodes[base + ((slot >>> 5) << 1)]! & (1 << (slot & 31))) !== 0) {
-          e++;
+          vec |= 1 << bit;
+          s.entryOf[g - 1] = e;
+          entries[e++] = 0;
+          afterChild = true;
+        } else if (afterChild || slots[slot] !== previous) {
+          vec |= 1 << bit;
+          previous = slots[slot]!;
+          entries[e++] = ~previous;
+          afterChild = false;
         }
+      }
+      s.vecs[k] = vec;
+    }
+    if (groups === 0 && e === 1) return entries[0]!; // uniform: no node needed
+    const base = this.#alloc(HEADER_WORDS + e);
+    const n = this.#nodes;
+    for (let k = 0; k < 8; k++) {
+      n[base + 2 * k] = s.vecs[k]!;
+      n[base + 2 * k + 1] = s.offs[k]!;
+    }
+    n.set(entries.subarray(0, e), base + HEADER_WORDS);
+    this.nodeCount++;
+    // Children with several prefixes wait for their level (breadth-first layout). A child with a
+    // single prefix is a small record laid out right behind its node: same pages, so a lookup
+    // that has just read the node finds the record's page mapped and likely cached.
+    for (let g = 0; g < groups; g++) {
+      const glo = s.lo[g]!;
+      const ghi = s.hi[g]!;
+      const target = base + HEADER_WORDS + s.entryOf[g]!;
+      const under = slots[s.slotOf[g]!]!;
+      if (ghi - glo === 1) {
+        // Allocate first: #record may replace this.#nodes, which the assignment target reads.
+        const entry = this.#record(p + 8, glo, this.#p.lens[glo]!, ~this.#p.values[glo]!, under);
+        this.#nodes[target] = entry;
+      } else {
+        this.#enqueue(p + 8, glo, ghi, under, target);
       }
     }
     return base;

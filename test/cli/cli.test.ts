@@ -70,6 +70,7 @@ describe('cli: version, help and usage errors', () => {
   it('exits 2 on usage errors, saying what is wrong', async () => {
     const cases: [string[], RegExp][] = [
       [['frob'], /^seglb: unknown command "frob" \(commands: run, check, explain\)$/m],
+      [['constructor'], /^seglb: unknown command "constructor"/m],
       [['check'], /^seglb: check needs -c FILE$/m],
       [['check', '-c', DEMO, '--bogus'], /^seglb: Unknown option '--bogus'/m],
       [['check', '-c', DEMO, 'extra'], /^seglb: check takes no arguments besides options, got "extra"$/m],

@@ -596,6 +596,31 @@ describe('config: IP-set files', () => {
     );
   });
 
+  it("lists the config file's issues first, then each IP-set file's", () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'a.txt'), 'bad-a\n');
+    writeFileSync(join(dir, 'z.txt'), 'bad-z\n');
+    const { file, err } = rejected(
+      yaml`
+        ipsets:
+          z: { file: z.txt }
+          a: { file: a.txt }
+          c: { cidrs: [10.0.0.1/8] }
+        segments:
+          web:
+            vips: [{ listen: 127.0.0.1:8080 }]
+            pool: p
+            backend_subnets: [127.0.0.0/8]
+        ${POOL}
+      `,
+      dir,
+    );
+    assert.deepEqual(
+      err.issues.map((i) => `${i.file === file ? 'F' : i.file.slice(dir.length + 1)}:${i.line}:${i.col}`),
+      ['F:4:16', 'a.txt:1:1', 'z.txt:1:1'],
+    );
+  });
+
   it('reports an unreadable IP-set file at the file key, and caps the per-file error list', () => {
     const dir = tempDir();
     writeFileSync(join(dir, 'many.txt'), 'x\n'.repeat(25));

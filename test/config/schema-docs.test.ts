@@ -3,9 +3,12 @@
 // default (or "required"), every allowed value of an enum, and no row for a key the schema lacks.
 
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { SCHEMA_URL } from '../../src/config/index.ts';
+import { loadConfigFile, SCHEMA_URL } from '../../src/config/index.ts';
+import { makeCert } from '../support/certs.ts';
+import { tempDir, writeConfig } from '../support/seglb.ts';
 
 type SchemaNode = {
   $ref?: string;
@@ -76,10 +79,13 @@ function schemaKeys(): SchemaKey[] {
   return out;
 }
 
-/** The reference-table rows of docs/config.md, by key path: the cells after the key. */
+/** The rows of the tables under "## Key reference" in docs/config.md, by key path: the cells after the key. */
 function docRows(): Map<string, string[]> {
   const rows = new Map<string, string[]>();
-  for (const line of DOC.split('\n')) {
+  const start = DOC.indexOf('\n## Key reference\n');
+  assert.ok(start >= 0, 'docs/config.md has no "## Key reference" section');
+  const end = DOC.indexOf('\n## ', start + 1);
+  for (const line of DOC.slice(start, end < 0 ? undefined : end).split('\n')) {
     const m = /^\|\s*`([^`]+)`\s*\|(.*)\|\s*$/.exec(line);
     if (!m) continue;
     const cells = (m[2] as string).split(/(?<!\\)\|/).map((c) => c.trim());
@@ -100,7 +106,11 @@ describe('docs/config.md covers schema/seglb.schema.json', () => {
 
   it('finds the schema keys (walker sanity)', () => {
     const paths = keys.map((k) => k.path);
-    for (const p of ['log.level', 'segments.NAME.vips[].tls.certificates[].key_env', 'pools.NAME.backends[].weight']) {
+    for (const p of [
+      'log.level',
+      'segments.NAME.vips[].tls.certificates[].key_env',
+      'pools.NAME.backends[].weight',
+    ]) {
       assert.ok(paths.includes(p), p);
     }
     assert.ok(keys.length > 60, String(keys.length));
@@ -130,8 +140,32 @@ describe('docs/config.md covers schema/seglb.schema.json', () => {
       assert.ok(meaning.length > 10, `${path}: no meaning`);
       assert.ok(example.length > 0, `${path}: no example`);
       for (const value of node.enum ?? []) {
-        assert.ok(`${type} ${meaning}`.includes(`\`${String(value)}\``), `${path}: enum value ${String(value)}`);
+        assert.ok(
+          `${type} ${meaning}`.includes(`\`${String(value)}\``),
+          `${path}: enum value ${String(value)}`,
+        );
       }
+    }
+  });
+
+  it('has a full example that loads (with its files in place)', () => {
+    const start = DOC.indexOf('\n## A full example\n');
+    const block = /```yaml\n([\s\S]*?)\n```/.exec(DOC.slice(start));
+    assert.ok(start >= 0 && block, 'docs/config.md: no yaml block under "## A full example"');
+    const dir = tempDir();
+    mkdirSync(join(dir, 'certs'));
+    mkdirSync(join(dir, 'ipsets'));
+    writeFileSync(join(dir, 'ipsets/vpn.txt'), '# VPN pool\n10.30.0.0/16\n');
+    makeCert(join(dir, 'certs'), 'www', ['www.example.com']);
+    const api = makeCert(join(dir, 'certs'), 'api', ['api.example.com']);
+    makeCert(join(dir, 'certs'), 'admin', ['admin.example.com']);
+    process.env['SEGLB_API_KEY'] = readFileSync(api.key, 'utf8');
+    try {
+      const loaded = loadConfigFile(writeConfig(block[1] as string, dir));
+      assert.deepEqual(Object.keys(loaded.config.segments), ['web', 'admin-ui', 'db']);
+      assert.equal(loaded.tls.get('web#0')?.length, 2);
+    } finally {
+      delete process.env['SEGLB_API_KEY'];
     }
   });
 

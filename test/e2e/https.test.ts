@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { request } from 'node:https';
 import { after, before, describe, test } from 'node:test';
 import { type ConnectionOptions, connect, type PeerCertificate } from 'node:tls';
+import { loadConfigFile } from '../../src/config/index.ts';
 import { makeCert } from '../support/certs.ts';
 import { startBackend, type TestBackend } from '../support/net.ts';
 import { startSeglb, type TestSeglb, tempDir } from '../support/seglb.ts';
@@ -14,31 +15,38 @@ function handshake(
   servername: string | undefined,
   opts: { maxVersion?: 'TLSv1.1' | 'TLSv1.3'; localAddress?: string } = {},
 ) {
-  return new Promise<{ cn?: string; protocol?: string | null; error?: string }>((resolve) => {
-    const options = {
-      host: '127.0.0.1',
-      port,
-      servername,
-      rejectUnauthorized: false,
-      minVersion: opts.maxVersion === 'TLSv1.1' ? ('TLSv1' as const) : undefined,
-      maxVersion: opts.maxVersion,
-      localAddress: opts.localAddress,
-    } as ConnectionOptions;
-    const s = connect(options);
-    s.once('secureConnect', () => {
-      const cert = s.getPeerCertificate() as PeerCertificate;
-      resolve({ cn: cert.subject?.CN as string | undefined, protocol: s.getProtocol() });
-      s.end();
-    });
-    s.once('error', (e: NodeJS.ErrnoException) => resolve({ error: e.code ?? e.message }));
-  });
+  return new Promise<{ cn?: string; protocol?: string | null; fingerprint?: string; error?: string }>(
+    (resolve) => {
+      const options = {
+        host: '127.0.0.1',
+        port,
+        servername,
+        rejectUnauthorized: false,
+        minVersion: opts.maxVersion === 'TLSv1.1' ? ('TLSv1' as const) : undefined,
+        maxVersion: opts.maxVersion,
+        localAddress: opts.localAddress,
+      } as ConnectionOptions;
+      const s = connect(options);
+      s.once('secureConnect', () => {
+        const cert = s.getPeerCertificate() as PeerCertificate;
+        resolve({
+          cn: cert.subject?.CN as string | undefined,
+          protocol: s.getProtocol(),
+          fingerprint: cert.fingerprint256,
+        });
+        s.end();
+      });
+      s.once('error', (e: NodeJS.ErrnoException) => resolve({ error: e.code ?? e.message }));
+    },
+  );
 }
 
 describe('HTTPS VIP', () => {
   let backend: TestBackend;
   let lb: TestSeglb;
+  let dir: string;
   before(async () => {
-    const dir = tempDir();
+    dir = tempDir();
     makeCert(dir, 'default', ['default.example']);
     makeCert(dir, 'a', ['a.example']);
     makeCert(dir, 'b', ['*.b.example']);
@@ -121,5 +129,18 @@ pools:
   test('a denied source is reset before the TLS handshake starts', async () => {
     const r = await handshake(lb.port('secure'), 'a.example', { localAddress: '127.0.0.9' });
     assert.ok(r.error === 'ECONNRESET' || r.error === 'EPIPE', `got ${JSON.stringify(r)}`);
+  });
+
+  test('a renewed certificate is picked up on reload without re-binding or dropping connections', async () => {
+    const port = lb.port('secure');
+    const before = await handshake(port, 'a.example');
+    const held = await handshake(port, 'default.example');
+    assert.ok(held.fingerprint);
+    makeCert(dir, 'a', ['a.example']);
+    await lb.runtime.reload(loadConfigFile(lb.file));
+    assert.equal(lb.port('secure'), port, 'same listener');
+    const after = await handshake(port, 'a.example');
+    assert.equal(after.cn, 'a.example');
+    assert.notEqual(after.fingerprint, before.fingerprint, 'the new certificate is served');
   });
 });
