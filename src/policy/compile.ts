@@ -260,8 +260,8 @@ class RecordInterner {
   union(a: number, b: number): number {
     if (a === b || b === 0) return a;
     if (a === 0) return b;
-    const lo = a < b ? a : b;
-    const hi = a < b ? b : a;
+    const lo = Math.min(a, b);
+    const hi = Math.max(a, b);
     let byHi = this.#unions.get(lo);
     if (byHi === undefined) {
       byHi = new Map();

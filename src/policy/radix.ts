@@ -333,7 +333,8 @@ export class RadixBuilder {
    * Builds the immutable table: sorts the prefixes, merges duplicates, computes final values
    * (inherit, parents first), drops prefixes whose final value equals their parent's (they
    * change no answer), and lays out the compressed trie.
-   * Cost: O(n) sorting (LSD radix), O(n + 256 · nodes) layout; about 0.5 s per million prefixes.
+   * Cost: O(n) sorting (LSD radix) and settling, layout O(n + 256 · nodes) at worst; 0.25–0.6 s per million
+   * prefixes on the 2-vCPU test machine (docs/matcher.md).
    * The builder is left unchanged.
    * @throws PolicyError SEGLB_POLICY_INVALID_ENTRY when merge/inherit return a value outside
    *   0..2^31-1; SEGLB_POLICY_TOO_LARGE when the table would exceed `opts.maxBytes`
