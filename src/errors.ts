@@ -24,7 +24,34 @@ export const ERROR_CODES = {
   SEGLB_POOL_CONNECT_TIMEOUT: 'connecting to a backend took longer than timeouts.backend_connect_ms',
   SEGLB_LISTENER_BIND: 'a VIP or listener could not bind its address and port',
   SEGLB_PROXY_PROTOCOL_INVALID: 'a PROXY protocol header is malformed',
+  SEGLB_CLUSTER_BIND: 'the cluster sync listener could not bind its address and port',
+  SEGLB_CLUSTER_KEY: 'the cluster pre-shared key file or TLS files are missing, unreadable or malformed',
+  SEGLB_CLUSTER_AUTH:
+    'a cluster peer failed authentication (wrong key, certificate or node id) and was refused',
+  SEGLB_CLUSTER_FRAME:
+    'a cluster peer sent a malformed, oversized or unsupported-version frame and was dropped',
+  SEGLB_CLUSTER_REPLAY:
+    'a cluster peer sent a message out of sequence or from an old epoch; the link was dropped',
+  SEGLB_CLUSTER_PEER_DEAD:
+    'a cluster peer missed heartbeats for dead_ms and is reported dead (nothing waits for it)',
+  SEGLB_CLUSTER_INVALID_ENTRY:
+    'a replicated entry (quarantine, policy change, health, stickiness) is invalid',
+  SEGLB_CLUSTER_STATE_FULL: 'a replicated table holds cluster.max_entries keys; the new key was refused',
+  SEGLB_CLUSTER_POLICY_DIVERGENCE: 'live cluster nodes run different policy versions',
+  SEGLB_CLUSTER_CLOCK_SKEW: "an entry's clock is further ahead of local time than cluster.max_clock_skew_ms",
+  SEGLB_CLUSTER_BACKPRESSURE:
+    "a cluster peer's send queue exceeded cluster.max_queue_bytes; the link was dropped",
   SEGLB_CLI_USAGE: 'the command line is wrong; --help shows the usage',
+  SEGLB_ADMIN_UNAUTHORIZED: 'an admin API call without a valid bearer token (HTTP 401)',
+  SEGLB_ADMIN_FORBIDDEN: "an admin API call whose token's role is too low for it (HTTP 403)",
+  SEGLB_ADMIN_BAD_REQUEST: 'an admin API call with a malformed body or parameters (HTTP 400)',
+  SEGLB_ADMIN_NOT_FOUND:
+    'an admin API call naming a route, segment, rule, IP set, pool or backend that does not exist (HTTP 404)',
+  SEGLB_ADMIN_CONFLICT: 'an admin API change that conflicts with the current state (HTTP 409)',
+  SEGLB_ADMIN_INVALID_CHANGE:
+    'an admin API change that would make the configuration invalid; nothing was applied (HTTP 422)',
+  SEGLB_ADMIN_STATE_WRITE:
+    'the runtime state file or audit trail could not be written (disk full, permissions); the change is live but not persisted',
 } as const;
 
 /** Codes that existed once and must never be reused. */
@@ -127,5 +154,35 @@ export class ListenerError extends SeglbError {
   constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
     super(code, message, options);
     this.name = 'ListenerError';
+  }
+}
+
+/**
+ * A cluster sync failure (codes SEGLB_CLUSTER_*). Thrown by `ClusterNode.start` and by writes to the
+ * replicated state; link-level problems (auth, frames, replays, dead peers) are logged and counted
+ * with these codes rather than thrown, since nothing may wait on a peer.
+ */
+export class ClusterError extends SeglbError {
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.name = 'ClusterError';
+  }
+}
+
+/** An admin API failure (codes SEGLB_ADMIN_*); `httpStatus` is the status the API answers with. */
+export class AdminError extends SeglbError {
+  readonly httpStatus: number;
+  /** Positioned config issues, for SEGLB_ADMIN_INVALID_CHANGE. */
+  readonly issues: readonly ConfigIssue[];
+  constructor(
+    code: ErrorCode,
+    message: string,
+    httpStatus: number,
+    options?: { cause?: unknown; issues?: readonly ConfigIssue[] },
+  ) {
+    super(code, message, options);
+    this.name = 'AdminError';
+    this.httpStatus = httpStatus;
+    this.issues = options?.issues ?? [];
   }
 }

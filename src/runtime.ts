@@ -2,24 +2,34 @@
 // opens the VIP listeners, and swaps snapshots on reload in one assignment per listener; the
 // control plane produces snapshots, the data plane only reads them.
 
+import { createHash } from 'node:crypto';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Pool as UndiciPool } from 'undici';
 import type { LoadedConfig, VipConfig } from './config/index.ts';
 import { ListenerError } from './errors.ts';
-import type { AcceptShared } from './listeners/accept.ts';
+import { type AcceptShared, decideConnection, type SeglbSocket } from './listeners/accept.ts';
 import { newSegmentCounters, type SegmentRuntime, type VipContext } from './listeners/context.ts';
 import { HttpVip } from './listeners/http.ts';
 import { TcpVip } from './listeners/tcp.ts';
 import { parseEndpoint } from './net/endpoint.ts';
 import { type Logger, LogRateLimiter } from './observe/log.ts';
-import { compileSegmentPolicy, expandSources, Quarantine, SourceSet } from './policy/index.ts';
-import { BackendPool, startDemoBackend } from './pools/index.ts';
+import { ObservedSources } from './observe/sources.ts';
+import {
+  compileSegmentPolicy,
+  expandSources,
+  Quarantine,
+  type QuarantineEntry,
+  SourceSet,
+} from './policy/index.ts';
+import { type BackendAdminState, BackendPool, startDemoBackend } from './pools/index.ts';
 
 /** One immutable runtime snapshot. */
 export interface Snapshot {
   /** Monotonic, starting at 1; +1 per applied config. */
   readonly version: number;
+  /** SHA-256 (hex, first 16 digits) of the effective configuration: the policy hash peers compare. */
+  readonly hash: string;
   readonly loaded: LoadedConfig;
   readonly segments: ReadonlyMap<string, SegmentRuntime>;
   /** Per VIP key (see vipKey): its context. */
@@ -51,6 +61,8 @@ export class Runtime {
   readonly #demo = new Map<string, Server>();
   #stopping = false;
   #housekeeping: NodeJS.Timeout | undefined;
+  /** Backend admin states set at runtime, by `pool NUL address`. */
+  readonly #backendStates = new Map<string, BackendAdminState>();
 
   private constructor(snapshot: Snapshot, log: Logger, quarantine: Quarantine) {
     this.#snapshot = snapshot;
@@ -60,6 +72,7 @@ export class Runtime {
       quarantine,
       log,
       denyLog: new LogRateLimiter(snapshot.loaded.config.log.deny_log_per_second),
+      observed: new ObservedSources(),
       counters: { quarantineDenied: 0, connectionLimitRefused: 0, proxyHeaderInvalid: 0 },
     };
   }
@@ -93,6 +106,97 @@ export class Runtime {
     const suppressed = this.shared.denyLog.flush(Date.now());
     if (suppressed > 0) this.log.info({ event: 'deny-suppressed', suppressed }, 'deny log lines suppressed');
     this.quarantine.sweep();
+  }
+
+  /**
+   * Adds a quarantine entry and closes every open connection from a source it covers, on every
+   * VIP (whatever the segment's `revoke` says: quarantine is the emergency brake).
+   * @param cidr - CIDR or address, canonical
+   * @param ttlMs - lifetime in ms (Infinity for none)
+   * @param reason - for operators
+   * @returns the entry and how many connections were closed
+   * @throws NetError SEGLB_NET_INVALID_CIDR / SEGLB_NET_NONCANONICAL_CIDR, RangeError for a bad ttl
+   */
+  quarantineAdd(cidr: string, ttlMs: number, reason: string): { entry: QuarantineEntry; closed: number } {
+    const entry = this.quarantine.add(cidr, ttlMs, reason);
+    let closed = 0;
+    for (const { listener } of this.#listeners.values()) {
+      for (const socket of listener.active) {
+        const conn = (socket as SeglbSocket).seglb;
+        if (conn !== undefined && this.quarantine.match(conn.source) !== undefined) {
+          socket.destroy();
+          closed++;
+        }
+      }
+    }
+    this.log.warn({ cidr: entry.cidr, ttlMs, reason, closed }, 'quarantine entry added');
+    return { entry, closed };
+  }
+
+  /** Removes a quarantine entry. @returns true when one was removed. */
+  quarantineRemove(cidr: string): boolean {
+    const removed = this.quarantine.remove(cidr);
+    if (removed) this.log.info({ cidr }, 'quarantine entry removed');
+    return removed;
+  }
+
+  /**
+   * Sets a backend's administrative state in every segment using the pool; kept across reloads.
+   * @param pool - pool name
+   * @param backend - backend name or address
+   * @returns false when the pool or backend does not exist
+   */
+  setBackendState(pool: string, backend: string, state: BackendAdminState): boolean {
+    const cfg = this.#snapshot.loaded.config.pools[pool];
+    const index = cfg?.backends.findIndex((b) => b.address === backend || b.name === backend) ?? -1;
+    if (!cfg || index < 0) return false;
+    const key = `${pool}\u0000${(cfg.backends[index] as { address: string }).address}`;
+    if (state === 'ready') this.#backendStates.delete(key);
+    else this.#backendStates.set(key, state);
+    this.#applyBackendStates();
+    this.log.info({ pool, backend, state }, 'backend state set');
+    return true;
+  }
+
+  /** Backend states set at runtime, as `[pool, address, state]`. */
+  backendStates(): [string, string, BackendAdminState][] {
+    return [...this.#backendStates].map(([k, v]) => {
+      const [pool, address] = k.split('\u0000') as [string, string];
+      return [pool, address, v];
+    });
+  }
+
+  #applyBackendStates(): void {
+    for (const seg of this.#snapshot.segments.values()) {
+      seg.pool.backends.forEach((b, id) => {
+        const want = this.#backendStates.get(`${seg.pool.name}\u0000${b.address}`) ?? 'ready';
+        if (b.adminState !== want) seg.pool.setAdminState(id, want);
+      });
+    }
+  }
+
+  /**
+   * After a snapshot swap, closes open connections whose source the new policy refuses, per the
+   * segment's `revoke`: immediate (all), after_request (TCP now; HTTP at its next request), never.
+   */
+  #revokeAfterSwap(): void {
+    for (const { listener, ctx } of this.#listeners.values()) {
+      const mode = ctx.segment.config.revoke;
+      if (mode === 'never') continue;
+      if (mode === 'after_request' && ctx.vip.protocol !== 'tcp') continue;
+      for (const socket of listener.active) {
+        const conn = (socket as SeglbSocket).seglb;
+        if (conn === undefined || conn.ctx === ctx) continue;
+        // Only ask (no counting): an allowed HTTP connection is judged and counted at its next request.
+        if (decideConnection(ctx, conn.source, this.shared, false) === null) {
+          this.log.info(
+            { segment: ctx.segment.name, source: conn.source, revoke: mode },
+            'connection revoked by policy change',
+          );
+          socket.destroy();
+        }
+      }
+    }
   }
 
   /** The current snapshot. */
@@ -144,6 +248,8 @@ export class Runtime {
       }
     }
     this.#snapshot = next;
+    this.#applyBackendStates();
+    this.#revokeAfterSwap();
     const grace = loaded.config.timeouts.shutdown_grace_ms;
     const removed = [...this.#listeners.keys()].filter((k) => !next.vips.has(k));
     await Promise.all(removed.map((k) => this.#closeListener(k, grace)));
@@ -306,7 +412,8 @@ function buildSnapshot(loaded: LoadedConfig, version: number, previous: Snapshot
       });
     });
   }
-  return { version, loaded, segments, vips };
+  const hash = createHash('sha256').update(JSON.stringify(cfg)).digest('hex').slice(0, 16);
+  return { version, hash, loaded, segments, vips };
 }
 
 /** Closes the undici pools of `from` that `to` did not take over. */

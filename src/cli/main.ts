@@ -2,13 +2,13 @@
 // The seglb command line: run, check, explain, --version, --help. Exit codes: 0 ok (explain:
 // allow), 1 runtime failure (explain: deny), 2 invalid config or usage.
 
-import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { LoadedConfig, LogConfig } from '../config/index.ts';
 import { ConfigError, formatConfigIssue, PolicyError, SeglbError } from '../errors.ts';
 import { parseAddress } from '../net/index.ts';
 import type { Logger } from '../observe/log.ts';
 import type { Runtime } from '../runtime.ts';
+import { packageVersion } from '../version.ts';
 
 // The config loader (Ajv, yaml), the policy compiler and the runtime (undici, pino, listeners) are
 // imported when a command needs them: --version, --help and usage errors answer in about 0.1 s
@@ -30,13 +30,8 @@ Usage:
 Errors in FILE are printed as  file:line:col key.path: message  (all of them at once).
 `;
 
-/** Package version, read from package.json next to src/ or dist/. */
-export function packageVersion(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
-    version: string;
-  };
-  return pkg.version;
-}
+/** Package version (re-exported for callers of the CLI module). */
+export { packageVersion };
 
 /** Options each command accepts besides -c/--config (an option of another command is a usage error). */
 const COMMAND_OPTIONS: Readonly<Record<string, readonly string[]>> = {
@@ -118,7 +113,7 @@ async function dispatch(argv: readonly string[]): Promise<number> {
   }
   if (command === 'check') return check(loaded);
   if (command === 'explain') return explain(loaded, values);
-  return run(loaded, values, loadConfigFile);
+  return run(loaded, values);
 }
 
 /** Usage checks of run's options that need no config (so a typo is reported before any file is read). */
@@ -254,10 +249,11 @@ async function explain(loaded: LoadedConfig, values: CliValues): Promise<number>
   return e.verdict === 'allow' ? 0 : 1;
 }
 
-async function run(loaded: LoadedConfig, values: CliValues, loadConfigFile: LoadConfigFile): Promise<number> {
-  const [{ Runtime }, { createLogger }] = await Promise.all([
+async function run(loaded: LoadedConfig, values: CliValues): Promise<number> {
+  const [{ Runtime }, { createLogger }, admin] = await Promise.all([
     import('../runtime.ts'),
     import('../observe/log.ts'),
+    import('../admin/index.ts'),
   ]);
   // Both were checked by checkLogOptions (or come from the schema-validated config).
   const logFormat = (values['log-format'] ?? loaded.config.log.format) as 'json' | 'pretty';
@@ -266,7 +262,7 @@ async function run(loaded: LoadedConfig, values: CliValues, loadConfigFile: Load
   installCrashHandlers(log);
   // Signal handlers go in before start-up, so a SIGTERM that arrives while VIPs are being bound
   // is honoured (stop once started) instead of killing the process without a drain.
-  let runtime: Runtime | undefined;
+  let control: InstanceType<typeof admin.PolicyControl> | undefined;
   let pendingStop: string | undefined;
   let stopRequested: ((signal: string) => void) | undefined;
   let stopping = false;
@@ -282,24 +278,56 @@ async function run(loaded: LoadedConfig, values: CliValues, loadConfigFile: Load
   process.on('SIGTERM', () => onStopSignal('SIGTERM'));
   process.on('SIGINT', () => onStopSignal('SIGINT'));
   process.on('SIGHUP', () => {
-    const rt = runtime;
-    if (rt) reloading = reloading.then(() => reload(rt, loaded.file, log, loadConfigFile));
+    const c = control;
+    if (c) reloading = reloading.then(() => reloadFromFile(c, log));
   });
+  const adminCfg = loaded.config.admin;
+  const stateFile = adminCfg?.state_file ?? null;
+  let prepared: ReturnType<typeof admin.prepareConfig>;
   try {
-    runtime = await Runtime.start(loaded, log);
+    // The file plus the runtime changes saved by the admin API (those that no longer apply: drift).
+    prepared = admin.prepareConfig(loaded.file, stateFile, log);
+  } catch (err) {
+    return reportConfigError(err);
+  }
+  let runtime: Runtime;
+  let adminServer: InstanceType<typeof admin.AdminServer> | undefined;
+  try {
+    runtime = await Runtime.start(prepared.loaded, log);
   } catch (err) {
     log.fatal({ code: (err as SeglbError).code, err: (err as Error).message }, 'seglb could not start');
     return 1;
   }
+  control = new admin.PolicyControl(runtime, prepared, stateFile, adminCfg?.audit_file ?? null, log);
+  if (adminCfg) {
+    adminServer = new admin.AdminServer(control, log);
+    try {
+      const bound = await adminServer.listen();
+      log.info(
+        { address: bound.address, port: bound.port, tls: prepared.loaded.adminTls !== null },
+        'admin API listening',
+      );
+    } catch (err) {
+      log.fatal(
+        {
+          code: 'SEGLB_LISTENER_BIND',
+          err: `cannot listen on ${adminCfg.listen}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+        },
+        'seglb could not start',
+      );
+      await runtime.stop(0);
+      return 1;
+    }
+  }
   const started = runtime;
   log.info({ version: packageVersion(), config: loaded.file, node: process.version }, 'seglb started');
-  printDemoHints(started, loaded);
+  printDemoHints(started, prepared.loaded);
   return new Promise<number>((resolve) => {
     stopRequested = (signal: string) => {
       stopping = true;
       const grace = started.snapshot.loaded.config.timeouts.shutdown_grace_ms;
       log.info({ signal, graceMs: grace }, 'stopping: draining in-flight requests');
-      started.stop(grace).then(
+      Promise.all([started.stop(grace), adminServer?.close()]).then(
         () => {
           log.info('stopped');
           resolve(0);
@@ -314,35 +342,21 @@ async function run(loaded: LoadedConfig, values: CliValues, loadConfigFile: Load
   });
 }
 
-/** Re-reads the config file and applies it; a bad file is logged and the running config stays. */
-type LoadConfigFile = typeof import('../config/index.ts').loadConfigFile;
-
-async function reload(
-  runtime: Runtime,
-  file: string,
+/** SIGHUP: re-reads the file (runtime changes re-applied); a bad file is logged and the running config stays. */
+async function reloadFromFile(
+  control: import('../admin/index.ts').PolicyControl,
   log: Logger,
-  loadConfigFile: LoadConfigFile,
 ): Promise<void> {
-  let next: LoadedConfig;
   try {
-    next = loadConfigFile(file);
+    await control.reloadFile('signal:SIGHUP');
   } catch (err) {
     if (err instanceof ConfigError) {
       log.error(
-        {
-          code: err.code,
-          issues: err.issues.map(formatConfigIssue),
-        },
+        { code: err.code, issues: err.issues.map(formatConfigIssue) },
         'reload rejected: configuration invalid; the running configuration stays',
       );
       return;
     }
-    log.error({ err: String(err) }, 'reload failed; the running configuration stays');
-    return;
-  }
-  try {
-    await runtime.reload(next);
-  } catch (err) {
     log.error(
       { code: (err as SeglbError).code, err: (err as Error).message },
       'reload failed; the running configuration stays',

@@ -102,7 +102,7 @@ export function loadConfigText(text: string, file: string): LoadedConfig {
     const semanticIssues: ConfigIssue[] = [];
     const pruned = pruneSchemaInvalid(data, errors);
     if (pruned) {
-      resolveRelativePaths(pruned.config, dirname(file));
+      resolveRelativePaths(pruned.config, dirname(file), file);
       semanticIssues.push(...checkSemantics(pruned.config, issue, pruned.invalid).issues);
     }
     throw new ConfigError(
@@ -111,7 +111,7 @@ export function loadConfigText(text: string, file: string): LoadedConfig {
     );
   }
   const config = data as SeglbConfig;
-  resolveRelativePaths(config, dirname(file));
+  resolveRelativePaths(config, dirname(file), file);
   const { issues, extras } = checkSemantics(config, issue);
   if (issues.length > 0) throw new ConfigError('SEGLB_CONFIG_INVALID', sortIssues(dedupe(issues), file));
   deepFreeze(config);
@@ -263,7 +263,23 @@ function pointerToPath(pointer: string, data: unknown): KeyPathStep[] {
   return out;
 }
 
-function resolveRelativePaths(config: SeglbConfig, dir: string): void {
+function resolveRelativePaths(config: SeglbConfig, dir: string, file: string): void {
+  const admin = config.admin as
+    | {
+        tokens_file?: string;
+        state_file?: string;
+        audit_file?: string;
+        tls?: { cert_file?: string; key_file?: string };
+      }
+    | undefined;
+  if (admin) {
+    const base = file.replace(/\.ya?ml$/i, '');
+    if (typeof admin.tokens_file === 'string') admin.tokens_file = resolve(dir, admin.tokens_file);
+    admin.state_file = resolve(dir, admin.state_file ?? `${base}.state.json`);
+    admin.audit_file = resolve(dir, admin.audit_file ?? `${base}.audit.jsonl`);
+    if (admin.tls?.cert_file) admin.tls.cert_file = resolve(dir, admin.tls.cert_file);
+    if (admin.tls?.key_file) admin.tls.key_file = resolve(dir, admin.tls.key_file);
+  }
   for (const set of Object.values(config.ipsets)) {
     if (set.file) (set as { file: string }).file = resolve(dir, set.file);
   }

@@ -79,6 +79,8 @@ export interface ForwardedHeadersConfig {
 export interface SegmentConfig {
   readonly description?: string;
   readonly mode: 'enforce' | 'audit';
+  /** What happens to open connections when a change denies their source. */
+  readonly revoke: 'immediate' | 'after_request' | 'never';
   readonly vips: readonly VipConfig[];
   readonly pool: string;
   readonly backend_subnets: readonly string[];
@@ -104,6 +106,15 @@ export interface PoolConfig {
   readonly demo: boolean;
 }
 
+/** The admin API listener (`admin:`). Paths are absolute after loading. */
+export interface AdminConfig {
+  readonly listen: string;
+  readonly tokens_file: string;
+  readonly tls?: { readonly cert_file: string; readonly key_file: string };
+  readonly state_file?: string;
+  readonly audit_file?: string;
+}
+
 /** The whole validated configuration. */
 export interface SeglbConfig {
   readonly log: LogConfig;
@@ -112,15 +123,6 @@ export interface SeglbConfig {
   readonly ipsets: Readonly<Record<string, IpSetConfig>>;
   readonly segments: Readonly<Record<string, SegmentConfig>>;
   readonly pools: Readonly<Record<string, PoolConfig>>;
-  readonly admin?: { readonly listen: string };
+  readonly admin?: AdminConfig;
   readonly cluster?: { readonly listen: string; readonly peers: readonly string[] };
-}
-
-/** A loaded configuration: the validated config, where it came from, and positions for explain. */
-export interface LoadedConfig {
-  readonly config: SeglbConfig;
-  /** Absolute path of the file. */
-  readonly file: string;
-  /** Position of any key path (e.g. `segments.web.allow[0]`) as 1-based line/col; used by explain. */
-  positionOf(keyPath: readonly (string | number)[]): { line: number; col: number };
 }

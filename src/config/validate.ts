@@ -15,6 +15,7 @@ import {
   parseCidrList,
   parseEndpoint,
 } from '../net/index.ts';
+import { type AdminToken, parseTokenFile } from './admin-tokens.ts';
 import { didYouMean } from './did-you-mean.ts';
 import type { RuleConfig, SeglbConfig } from './types.ts';
 import { formatKeyPath, type KeyPathStep } from './yaml-positions.ts';
@@ -35,6 +36,10 @@ export interface ResolvedExtras {
   readonly tls: ReadonlyMap<string, readonly TlsMaterial[]>;
   /** Each segment's parsed backend_subnets. */
   readonly backendSubnets: ReadonlyMap<string, readonly Cidr[]>;
+  /** Admin API tokens (digests only), empty without `admin:`. */
+  readonly adminTokens: readonly AdminToken[];
+  /** Admin API certificate and key, when `admin.tls` is set (never logged). */
+  readonly adminTls: { readonly cert: string; readonly key: string } | null;
 }
 
 type IssueAt = (path: readonly KeyPathStep[], message: string, target?: 'key' | 'value') => ConfigIssue;
@@ -237,9 +242,52 @@ export function checkSemantics(
       }
     });
   }
+  let adminTokens: AdminToken[] = [];
+  let adminTls: { cert: string; key: string } | null = null;
   if (config.admin) {
-    const ep = tryEndpoint(config.admin.listen, ['admin', 'listen'], false, issues, issue);
+    const ep = tryEndpoint(config.admin.listen, ['admin', 'listen'], true, issues, issue);
     if (ep) listeners.add(ep, false, ['admin', 'listen'], 'the admin listener');
+    const tokensFile = config.admin.tokens_file;
+    let text: string | undefined;
+    try {
+      text = readFileSync(tokensFile, 'utf8');
+    } catch (err) {
+      issues.push(
+        issue(
+          ['admin', 'tokens_file'],
+          `cannot read ${tokensFile}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+        ),
+      );
+    }
+    if (text !== undefined) {
+      const parsed = parseTokenFile(text);
+      adminTokens = parsed.tokens;
+      for (const e of parsed.errors) {
+        issues.push({
+          file: tokensFile,
+          line: e.line,
+          col: e.col,
+          keyPath: 'admin.tokens_file',
+          message: e.message,
+        });
+      }
+      if (parsed.errors.length === 0 && parsed.tokens.length === 0) {
+        issues.push(
+          issue(['admin', 'tokens_file'], `${tokensFile} holds no token: nobody could use the admin API`),
+        );
+      }
+    }
+    if (config.admin.tls) {
+      try {
+        const cert = readFileSync(config.admin.tls.cert_file, 'utf8');
+        const key = readFileSync(config.admin.tls.key_file, 'utf8');
+        createSecureContext({ cert, key });
+        adminTls = { cert, key };
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException;
+        issues.push(issue(['admin', 'tls'], `admin certificate and key do not load: ${e.code ?? e.message}`));
+      }
+    }
   }
   if (config.cluster) {
     const ep = tryEndpoint(config.cluster.listen, ['cluster', 'listen'], false, issues, issue);
@@ -248,7 +296,7 @@ export function checkSemantics(
       tryEndpoint(p, ['cluster', 'peers', i], false, issues, issue);
     });
   }
-  return { issues, extras: { ipsets, tls, backendSubnets } };
+  return { issues, extras: { ipsets, tls, backendSubnets, adminTokens, adminTls } };
 }
 
 /** Detects two listeners that cannot both bind: same address and port, or a wildcard overlapping. */

@@ -5,7 +5,14 @@
 import type { Server, Socket } from 'node:net';
 import { normaliseSource } from '../net/address.ts';
 import type { Logger, LogRateLimiter } from '../observe/log.ts';
-import { type Quarantine, VERDICT_DENY, VERDICT_L7, type VerdictRecord } from '../policy/index.ts';
+import type { ObservedSources } from '../observe/sources.ts';
+import {
+  type Quarantine,
+  type SegmentPolicy,
+  VERDICT_DENY,
+  VERDICT_L7,
+  type VerdictRecord,
+} from '../policy/index.ts';
 import type { SegmentRuntime, VipContext } from './context.ts';
 import { readProxyHeader } from './proxy-protocol.ts';
 
@@ -17,6 +24,8 @@ export interface ConnectionState {
   readonly source: string;
   /** The source's verdict record. */
   readonly record: VerdictRecord;
+  /** The policy that produced `record` (kept when `revoke: never` carries a connection across a swap). */
+  readonly policy: SegmentPolicy;
   /** The peer is a trusted proxy: each request is judged on its X-Forwarded-For client. */
   readonly viaTrustedProxy: boolean;
   /** True when requests on this connection need an L7 verdict. */
@@ -31,6 +40,8 @@ export interface AcceptShared {
   readonly quarantine: Quarantine;
   readonly log: Logger;
   readonly denyLog: LogRateLimiter;
+  /** Recent sources per segment (for `simulate`), bounded. */
+  readonly observed: ObservedSources;
   /** Counters for refusals that are not a segment rule's. */
   readonly counters: { quarantineDenied: number; connectionLimitRefused: number; proxyHeaderInvalid: number };
 }
@@ -112,33 +123,47 @@ function judge(
  * request when a keep-alive connection outlives a snapshot swap (so a new policy applies to it).
  * @param ctx - the VIP context to judge under
  * @param source - normalised client address
+ * @param account - count and log the decision (false for a revocation sweep, which only asks)
  * @returns the connection state, or null when the connection must be refused (enforce mode)
  */
 export function decideConnection(
   ctx: VipContext,
   source: string,
   shared: AcceptShared,
+  account = true,
 ): ConnectionState | null {
   const seg = ctx.segment;
   const q = shared.quarantine.match(source);
   if (q !== undefined) {
-    shared.counters.quarantineDenied++;
-    logDeny(shared, seg, ctx, source, 'quarantine', `quarantined: ${q.reason}`);
+    if (account) {
+      shared.counters.quarantineDenied++;
+      logDeny(shared, seg, ctx, source, 'quarantine', `quarantined: ${q.reason}`);
+    }
     return null;
   }
   const policy = seg.policy;
+  if (account) shared.observed.record(seg.name, source);
   if (seg.xffTrusted?.has(source)) {
-    return { ctx, source, record: policy.defaultRecord, viaTrustedProxy: true, judgeRequests: true };
+    return { ctx, source, record: policy.defaultRecord, policy, viaTrustedProxy: true, judgeRequests: true };
   }
   const record = policy.lookup(source);
   if (record.verdict === VERDICT_DENY) {
-    policy.count(false, record.rule);
-    logDeny(shared, seg, ctx, source, policy.ruleName(record.rule), 'source not allowed');
+    if (account) {
+      policy.count(false, record.rule);
+      logDeny(shared, seg, ctx, source, policy.ruleName(record.rule), 'source not allowed');
+    }
     if (policy.mode === 'enforce') return null;
-    return { ctx, source, record, viaTrustedProxy: false, judgeRequests: false };
+    return { ctx, source, record, policy, viaTrustedProxy: false, judgeRequests: false };
   }
-  if (record.verdict !== VERDICT_L7) policy.count(true, record.rule);
-  return { ctx, source, record, viaTrustedProxy: false, judgeRequests: record.verdict === VERDICT_L7 };
+  if (account && record.verdict !== VERDICT_L7) policy.count(true, record.rule);
+  return {
+    ctx,
+    source,
+    record,
+    policy,
+    viaTrustedProxy: false,
+    judgeRequests: record.verdict === VERDICT_L7,
+  };
 }
 
 /**

@@ -222,9 +222,15 @@ export class HttpVip {
     new ForwardRequest(req, res, seg, path, headers, hasBody, this.#shared).start(null);
   }
 
-  /** Re-derives a connection's state under the current context; null when now refused. */
+  /**
+   * Re-derives a connection's state under the current context; null when now refused. With
+   * `revoke: never` on the same segment the connection keeps its verdict and only moves to the
+   * new snapshot's pool.
+   */
   #rejudge(socket: SeglbSocket, conn: ConnectionState): ConnectionState | null {
-    const next = decideConnection(this.#ctx, conn.source, this.#shared);
+    const ctx = this.#ctx;
+    const keep = ctx.segment.config.revoke === 'never' && ctx.segment.name === conn.ctx.segment.name;
+    const next = keep ? { ...conn, ctx } : decideConnection(ctx, conn.source, this.#shared);
     const target = (socket as SeglbSocket & { _parent?: SeglbSocket })._parent ?? socket;
     if (next !== null) {
       socket.seglb = next;
@@ -241,7 +247,7 @@ export class HttpVip {
     if (!conn.judgeRequests) return conn.source;
     let source = conn.source;
     let record: VerdictRecord = conn.record;
-    const policy = seg.policy;
+    const policy = conn.policy;
     if (conn.viaTrustedProxy) {
       source = clientFromForwardedFor(req.headers['x-forwarded-for'], conn.source, seg.xffTrusted as never);
       const q = this.#shared.quarantine.match(source);

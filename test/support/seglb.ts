@@ -129,3 +129,97 @@ export function spawnSeglb(args: readonly string[]): SeglbProcess {
     },
   };
 }
+
+/** A running in-process seglb with its admin API (as `seglb run` wires it). */
+export interface TestSeglbAdmin extends TestSeglb {
+  readonly control: import('../../src/admin/index.ts').PolicyControl;
+  readonly admin: import('../../src/admin/index.ts').AdminServer;
+  /** Base URL of the admin API, e.g. http://127.0.0.1:PORT */
+  readonly adminUrl: string;
+  /** Tokens by role: read, operate, admin (names read1, operate1, admin1). */
+  readonly tokens: Record<'read' | 'operate' | 'admin', string>;
+  /** Calls the admin API; `token` defaults to the admin token, null sends none. */
+  api(
+    method: string,
+    path: string,
+    body?: unknown,
+    token?: string | null,
+  ): Promise<{ status: number; body: any }>;
+}
+
+/**
+ * Starts seglb with an admin API on 127.0.0.1:0. The YAML must not contain `admin:`; it is added
+ * (tokens file, state and audit files in the same temp folder) unless `adminYaml` is given.
+ * @param dir - folder to use (pass the same one to restart with the same state file)
+ */
+export async function startSeglbAdmin(
+  yaml: string,
+  dir: string = tempDir(),
+  adminYaml?: string,
+): Promise<TestSeglbAdmin> {
+  const { prepareConfig, PolicyControl, AdminServer } = await import('../../src/admin/index.ts');
+  const tokens = {
+    read: 'r'.repeat(20) + '-read-token',
+    operate: 'o'.repeat(20) + '-operate-token',
+    admin: 'a'.repeat(20) + '-admin-token',
+  };
+  writeFileSync(
+    join(dir, 'tokens.txt'),
+    `# test tokens\nread1 read ${tokens.read}\noperate1 operate ${tokens.operate}\nadmin1 admin ${tokens.admin}\n`,
+  );
+  const file = writeConfig(
+    `${yaml}\n${adminYaml ?? 'admin:\n  listen: "127.0.0.1:0"\n  tokens_file: tokens.txt\n'}`,
+    dir,
+  );
+  const log = createLogger({ level: 'silent', format: 'json' });
+  const loaded = loadConfigFile(file);
+  const stateFile = loaded.config.admin?.state_file ?? null;
+  const prepared = prepareConfig(file, stateFile, log);
+  const runtime = await Runtime.start(prepared.loaded, log);
+  const control = new PolicyControl(
+    runtime,
+    prepared,
+    stateFile,
+    loaded.config.admin?.audit_file ?? null,
+    log,
+  );
+  const admin = new AdminServer(control, log);
+  const bound = await admin.listen();
+  const adminUrl = `http://127.0.0.1:${bound.port}`;
+  return {
+    runtime,
+    file,
+    vips: runtime.boundVips(),
+    control,
+    admin,
+    adminUrl,
+    tokens,
+    port(segment: string, index = 0) {
+      const v = runtime.boundVips().filter((b) => b.segment === segment)[index];
+      if (!v) throw new Error(`no VIP ${index} for segment ${segment}`);
+      return v.port;
+    },
+    async stop(graceMs = 0) {
+      await admin.close();
+      await runtime.stop(graceMs);
+    },
+    async api(method: string, path: string, body?: unknown, token: string | null = tokens.admin) {
+      const headers: Record<string, string> = {};
+      if (token !== null) headers.authorization = `Bearer ${token}`;
+      if (body !== undefined) headers['content-type'] = 'application/json';
+      const res = await fetch(adminUrl + path, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      const text = await res.text();
+      let parsed: unknown = text;
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        // not JSON
+      }
+      return { status: res.status, body: parsed };
+    },
+  };
+}
