@@ -13,6 +13,7 @@ import { newSegmentCounters, type SegmentRuntime, type VipContext } from './list
 import { HttpVip } from './listeners/http.ts';
 import { TcpVip } from './listeners/tcp.ts';
 import { parseEndpoint } from './net/endpoint.ts';
+import { Observer } from './observe/index.ts';
 import { type Logger, LogRateLimiter } from './observe/log.ts';
 import { ObservedSources } from './observe/sources.ts';
 import {
@@ -22,7 +23,7 @@ import {
   type QuarantineEntry,
   SourceSet,
 } from './policy/index.ts';
-import { type BackendAdminState, BackendPool, startDemoBackend } from './pools/index.ts';
+import { type BackendAdminState, BackendPool, PoolStateRegistry, startDemoBackend } from './pools/index.ts';
 
 /** One immutable runtime snapshot. */
 export interface Snapshot {
@@ -56,6 +57,8 @@ export class Runtime {
   readonly quarantine: Quarantine;
   readonly log: Logger;
   readonly shared: AcceptShared;
+  /** Flow records, metrics counters, detectors and the event feed (src/observe). */
+  readonly observer: Observer;
   #snapshot: Snapshot;
   readonly #listeners = new Map<string, { listener: Listener; ctx: VipContext; bound: AddressInfo }>();
   readonly #demo = new Map<string, Server>();
@@ -64,17 +67,27 @@ export class Runtime {
   /** Backend admin states set at runtime, by `pool NUL address`. */
   readonly #backendStates = new Map<string, BackendAdminState>();
 
-  private constructor(snapshot: Snapshot, log: Logger, quarantine: Quarantine) {
+  /**
+   * Every pool's state that outlives snapshots (health, ejection, queue, retry budget, stickiness)
+   * and its health checker: one per pool, however many segments use it.
+   */
+  readonly pools: PoolStateRegistry;
+
+  private constructor(snapshot: Snapshot, log: Logger, quarantine: Quarantine, pools: PoolStateRegistry) {
+    this.pools = pools;
     this.#snapshot = snapshot;
     this.log = log;
     this.quarantine = quarantine;
+    this.observer = new Observer(snapshot.loaded.config.observe, snapshot.loaded.file, log);
     this.shared = {
       quarantine,
       log,
       denyLog: new LogRateLimiter(snapshot.loaded.config.log.deny_log_per_second),
       observed: new ObservedSources(),
       counters: { quarantineDenied: 0, connectionLimitRefused: 0, proxyHeaderInvalid: 0 },
+      observer: this.observer,
     };
+    this.observer.bind(this);
   }
 
   /**
@@ -87,8 +100,10 @@ export class Runtime {
    */
   static async start(loaded: LoadedConfig, log: Logger): Promise<Runtime> {
     const quarantine = new Quarantine();
-    const snapshot = buildSnapshot(loaded, 1, null);
-    const rt = new Runtime(snapshot, log, quarantine);
+    const pools = new PoolStateRegistry(log);
+    const snapshot = buildSnapshot(loaded, 1, null, pools);
+    pools.commit(loaded);
+    const rt = new Runtime(snapshot, log, quarantine, pools);
     rt.#housekeeping = setInterval(() => rt.#tick(), 1000);
     rt.#housekeeping.unref();
     try {
@@ -224,7 +239,7 @@ export class Runtime {
    */
   async reload(loaded: LoadedConfig): Promise<Snapshot> {
     const old = this.#snapshot;
-    const next = buildSnapshot(loaded, old.version + 1, old);
+    const next = buildSnapshot(loaded, old.version + 1, old, this.pools);
     const opened: string[] = [];
     try {
       await this.#syncDemoBackends(loaded);
@@ -238,6 +253,7 @@ export class Runtime {
     } catch (err) {
       for (const key of opened) await this.#closeListener(key, 0);
       closeUnreused(next, old);
+      this.pools.commit(old.loaded); // forget pool and backend states only the failed config had
       throw err;
     }
     for (const [key, entry] of this.#listeners) {
@@ -248,6 +264,9 @@ export class Runtime {
       }
     }
     this.#snapshot = next;
+    this.pools.commit(loaded);
+    this.observer.configure(loaded.config.observe);
+    this.observer.swapped();
     this.#applyBackendStates();
     this.#revokeAfterSwap();
     const grace = loaded.config.timeouts.shutdown_grace_ms;
@@ -270,7 +289,12 @@ export class Runtime {
     if (this.#stopping) return;
     this.#stopping = true;
     clearInterval(this.#housekeeping);
-    await Promise.all([...this.#listeners.keys()].map((k) => this.#closeListener(k, graceMs)));
+    this.pools.close();
+    this.observer.close();
+    // Every listener stops accepting synchronously inside #closeListener; only then is it said.
+    const closing = Promise.all([...this.#listeners.keys()].map((k) => this.#closeListener(k, graceMs)));
+    this.log.info({ graceMs }, 'no longer accepting connections; draining');
+    await closing;
     await Promise.all([...this.#snapshot.segments.values()].map((s) => s.pool.close().catch(() => {})));
     await Promise.all(
       [...this.#demo.values()].map(
@@ -359,7 +383,12 @@ function sameListener(a: VipContext, b: VipContext): boolean {
   return JSON.stringify(a.vip) === JSON.stringify(b.vip);
 }
 
-function buildSnapshot(loaded: LoadedConfig, version: number, previous: Snapshot | null): Snapshot {
+function buildSnapshot(
+  loaded: LoadedConfig,
+  version: number,
+  previous: Snapshot | null,
+  pools: PoolStateRegistry,
+): Snapshot {
   const cfg = loaded.config;
   const segments = new Map<string, SegmentRuntime>();
   const vips = new Map<string, VipContext>();
@@ -369,6 +398,8 @@ function buildSnapshot(loaded: LoadedConfig, version: number, previous: Snapshot
     const backendSubnets = new SourceSet(subnets);
     const poolConfig = cfg.pools[seg.pool];
     if (!poolConfig) throw new Error(`unreachable: pool ${seg.pool} missing after validation`);
+    const material = loaded.pools.get(seg.pool) ?? null;
+    // Warm backend connections are kept unless what they were opened with changed (TLS included).
     const reusable =
       prev !== undefined &&
       prev.pool.name === seg.pool &&
@@ -376,7 +407,9 @@ function buildSnapshot(loaded: LoadedConfig, version: number, previous: Snapshot
         prev.config.backend_subnets,
         previous?.loaded.config.timeouts,
         previous?.loaded.config.limits,
-      ]) === JSON.stringify([seg.backend_subnets, cfg.timeouts, cfg.limits]);
+        prev.pool.config.tls,
+        previous?.loaded.pools.get(seg.pool)?.ca,
+      ]) === JSON.stringify([seg.backend_subnets, cfg.timeouts, cfg.limits, poolConfig.tls, material?.ca]);
     const counters = prev?.counters ?? newSegmentCounters();
     const runtime: SegmentRuntime = {
       name,
@@ -387,6 +420,8 @@ function buildSnapshot(loaded: LoadedConfig, version: number, previous: Snapshot
         limits: cfg.limits,
         subnets: backendSubnets,
         observeOutbound: () => {},
+        state: pools.prepare(seg.pool, poolConfig),
+        material,
         reuse: reusable ? prev.pool.dispatchersByAddress() : undefined,
       }),
       xffTrusted:

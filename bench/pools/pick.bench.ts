@@ -1,9 +1,11 @@
 // Micro-benchmark of LbAlgorithm.pick for every registered algorithm at 3, 16 and 256 members, against
 // a naive baseline of the same algorithm that filters the member list on every pick (no precomputed
-// table). Prints picks/s and the ratio to the baseline. Run: node bench/pools/pick.bench.ts (~8 s).
+// table), then the cost of rebuilding the Maglev table. Prints picks/s and the ratio to the baseline.
+// Run: node bench/pools/pick.bench.ts (~20 s).
 
 import type { LbAlgorithm, LbAlgorithmName, PoolMember } from '../../src/pools/algorithm.ts';
 import { LB_ALGORITHMS } from '../../src/pools/algorithms.ts';
+import { mix32 } from '../../src/pools/key-hash.ts';
 
 /** Pool sizes, and the largest weight: 1..256 weights make smooth WRR too large to precompute. */
 const CASES = [
@@ -31,6 +33,8 @@ function makeMembers(n: number, maxWeight: number): PoolMember[] {
       inflight: 0,
       usable: n < 8 || i % 8 !== 3,
       backup: n >= 8 && i >= n - n / 8,
+      maxConnections: 0,
+      key: `10.0.${i >> 8}.${i & 255}:8080`,
     });
   }
   return ms;
@@ -85,10 +89,49 @@ function naiveLeastConnections(members: readonly PoolMember[]): LbAlgorithm {
   };
 }
 
+function naiveTwoChoices(members: readonly PoolMember[]): LbAlgorithm {
+  return {
+    pick() {
+      const group = activeNaive(members);
+      if (group.length === 0) return { kind: 'none' };
+      const a = group[Math.floor(Math.random() * group.length)]!;
+      const b = group[Math.floor(Math.random() * group.length)]!;
+      return { kind: 'ok', member: a.inflight / a.weight <= b.inflight / b.weight ? a : b };
+    },
+    onMembersChanged() {},
+  };
+}
+
+/** Hashing the obvious way: the usable members expanded by weight, then hash modulo their count. */
+function naiveHash(members: readonly PoolMember[]): LbAlgorithm {
+  return {
+    pick(_avoid, hash) {
+      const slots = activeNaive(members).flatMap((m) => Array<PoolMember>(m.weight).fill(m));
+      const m = slots[hash % slots.length];
+      return m ? { kind: 'ok', member: m } : { kind: 'none' };
+    },
+    onMembersChanged() {},
+  };
+}
+
+function naiveFirst(members: readonly PoolMember[]): LbAlgorithm {
+  return {
+    pick() {
+      const m = activeNaive(members).find((x) => x.maxConnections === 0 || x.inflight < x.maxConnections);
+      return m ? { kind: 'ok', member: m } : { kind: 'none' };
+    },
+    onMembersChanged() {},
+  };
+}
+
 const NAIVE: Record<LbAlgorithmName, (members: readonly PoolMember[]) => LbAlgorithm> = {
   round_robin: naiveRoundRobin,
   weighted_round_robin: naiveWeightedRoundRobin,
   least_connections: naiveLeastConnections,
+  random_two_choices: naiveTwoChoices,
+  source_hash: naiveHash,
+  consistent_hash: naiveHash,
+  first: naiveFirst,
 };
 
 // --- Measurement ---
@@ -104,7 +147,7 @@ function run(alg: LbAlgorithm, ms: number, inFlight: number): number {
   let now = start;
   while (now - start < ms) {
     for (let i = 0; i < 1024; i++) {
-      const out = alg.pick(null);
+      const out = alg.pick(null, mix32(picks + i));
       if (out.kind !== 'ok') continue;
       const m = out.member;
       m.inflight++;
@@ -163,3 +206,20 @@ for (const r of rows)
 console.log(
   `\n(max(32, ${IN_FLIGHT_PER_MEMBER} x members) requests in flight; 1 in 8 members down, last eighth backups; checksum ${checksum % 1000})`,
 );
+
+// --- Rebuild cost of the hash tables (paid on every health, drain or weight change) ---
+
+console.log('\nconsistent_hash table rebuild (Maglev, 65537 slots) vs source_hash map rebuild:');
+for (const n of [3, 16, 256]) {
+  for (const name of ['consistent_hash', 'source_hash'] as const) {
+    const ms = makeMembers(n, 10);
+    const alg = LB_ALGORITHMS[name].create(ms);
+    for (let i = 0; i < 3; i++) alg.onMembersChanged();
+    const rounds = 20;
+    const start = performance.now();
+    for (let i = 0; i < rounds; i++) alg.onMembersChanged();
+    console.log(
+      `  ${name.padEnd(16)} ${String(n).padStart(4)} members: ${((performance.now() - start) / rounds).toFixed(2)} ms per rebuild`,
+    );
+  }
+}

@@ -3,7 +3,7 @@
 
 import { execFile } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { trackTransient } from './processes.ts';
+import { niced, trackTransient } from './processes.ts';
 
 /** One load run's figures. */
 export interface LoadResult {
@@ -73,7 +73,8 @@ export function runWrk(wrk: string, spec: LoadSpec): Promise<LoadResult> {
   if (spec.closeEach) args.push('-H', 'Connection: close');
   args.push(spec.url);
   return new Promise((resolve, reject) => {
-    const child = execFile(wrk, args, { timeout: (spec.seconds + 30) * 1000 }, (err, stdout, stderr) => {
+    const [cmd, argv] = niced(wrk, args);
+    const child = execFile(cmd, argv, { timeout: (spec.seconds + 30) * 1000 }, (err, stdout, stderr) => {
       if (err) {
         reject(new Error(`wrk failed: ${err.message}\n${stderr}`));
         return;

@@ -4,6 +4,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { connect, createServer } from 'node:net';
+import { setPriority } from 'node:os';
 
 /** A foreground server process started by the benchmark. */
 export interface ManagedProcess {
@@ -16,6 +17,24 @@ export interface ManagedProcess {
 }
 
 const running = new Set<ManagedProcess>();
+/** Nice value for every child (0: unchanged); see setBenchNiceness. */
+let niceness = 0;
+
+/**
+ * Runs every benchmark process (children from now on, and this process's main thread, where
+ * autocannon runs) at nice value `n`. A negative value (root only) shields the measurement from
+ * other work on a shared machine, at that work's expense.
+ */
+export function setBenchNiceness(n: number): void {
+  niceness = n;
+  if (n !== 0) setPriority(n);
+}
+
+/** `command args` wrapped in `nice -n N` when a niceness is set (all threads inherit it). */
+export function niced(command: string, args: readonly string[]): [string, string[]] {
+  return niceness === 0 ? [command, [...args]] : ['nice', ['-n', String(niceness), command, ...args]];
+}
+
 /** Short-lived children (a wrk run) to kill too if the benchmark stops early. */
 const transient = new Set<ChildProcess>();
 
@@ -62,7 +81,8 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
  */
 export function startProcess(name: string, command: string, args: readonly string[]): ManagedProcess {
   // detached: the child leads a new process group, which stop()/killAll() signal as a whole.
-  const child = spawn(command, [...args], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const [cmd, argv] = niced(command, args);
+  const child = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   const lines: string[] = [];
   const keep = (d: Buffer) => {
     for (const l of d.toString().split('\n')) if (l.trim()) lines.push(l);

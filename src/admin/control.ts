@@ -2,7 +2,7 @@
 // file reloads and restored state all go through it: text edit -> the same validation as the file ->
 // new snapshot swapped in -> state file -> audit trail.
 
-import { readFileSync } from 'node:fs';
+import { readFileSync, renameSync } from 'node:fs';
 import { type LoadedConfig, loadConfigText } from '../config/index.ts';
 import { AdminError, ConfigError, type ConfigIssue, SeglbError } from '../errors.ts';
 import type { Logger } from '../observe/log.ts';
@@ -41,8 +41,18 @@ export function prepareConfig(file: string, stateFile: string | null, log: Logge
     try {
       state = new StateStore(stateFile, log).load();
     } catch (err) {
+      // Keep the unreadable file for the operator: the first save would otherwise overwrite it and
+      // the runtime changes it held would be lost without a trace.
+      const aside = `${stateFile}.unreadable-${Date.now()}`;
+      let movedTo: string | null = null;
+      try {
+        renameSync(stateFile, aside);
+        movedTo = aside;
+      } catch {
+        // left where it is; the error below still says so
+      }
       log.error(
-        { file: stateFile, err: String(err) },
+        { file: stateFile, movedTo, err: String(err) },
         'state file unreadable; starting from the config file alone',
       );
     }
@@ -311,9 +321,15 @@ export class PolicyControl {
         }
       }
     }
-    for (const [pool, address, s] of state.backend_states) {
-      if (!this.runtime.setBackendState(pool, address, s))
-        this.#log.warn({ pool, address }, 'saved backend state skipped: no such backend');
+    for (const entry of state.backend_states) {
+      // The file may have been edited by hand: take only well-formed [pool, address, state] entries.
+      const [pool, address, s] = Array.isArray(entry) ? entry : [];
+      const valid =
+        typeof pool === 'string' &&
+        typeof address === 'string' &&
+        (s === 'ready' || s === 'drain' || s === 'maintenance');
+      if (!valid || !this.runtime.setBackendState(pool, address, s))
+        this.#log.warn({ entry }, 'saved backend state skipped: malformed or no such backend');
     }
   }
 }
@@ -331,7 +347,7 @@ function validate(text: string, file: string): LoadedConfig {
       const issues: readonly ConfigIssue[] = err.issues;
       throw new AdminError(
         'SEGLB_ADMIN_INVALID_CHANGE',
-        `the change would make the configuration invalid: ${err.message}`,
+        `the change would make the configuration invalid (${issues.length} problem${issues.length === 1 ? '' : 's'}, listed in "issues"); nothing was applied`,
         422,
         { issues, cause: err },
       );

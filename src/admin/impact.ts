@@ -27,7 +27,8 @@ export const LINT_MAX_PREFIXES = 5000;
  * Lints every segment of a config.
  * - allow_too_wide: an allow source wider than /8 (IPv4) or /32 (IPv6), `any` included;
  * - shadowed_by_deny: every source of an allow rule is covered by unconditional deny rules, so it never allows;
- * - redundant_allow: every source of an unconditional allow is covered by another unconditional allow;
+ * - redundant_allow: every source of an unconditional allow is covered by another unconditional allow
+ *   (of two identical rules, the later one is reported);
  * - deny_without_effect: a deny rule overlaps no allow rule (default deny refuses those sources anyway).
  */
 export function lintConfig(loaded: LoadedConfig): LintFinding[] {
@@ -70,6 +71,22 @@ function lintSegment(segment: string, seg: SegmentConfig, loaded: LoadedConfig):
   const big = (cidrs: readonly Cidr[]) => cidrs.length > LINT_MAX_PREFIXES;
   const hardDenies = denies.filter((d) => !isL7(d.r));
   const hardDenyCidrs = hardDenies.flatMap((d) => d.cidrs);
+  // Redundant unconditional allows, judged from the last rule to the first: of two rules listing the
+  // same sources, only the later one is reported, and a reported rule covers nothing for the rest
+  // (else two identical rules would each hide behind the other, or both be reported).
+  const plain = allows.filter((o) => !isL7(o.r));
+  const redundant = new Set<(typeof allows)[number]>();
+  for (let k = plain.length - 1; k >= 0; k--) {
+    const a = plain[k] as (typeof allows)[number];
+    const others = plain.filter((o) => o !== a && !redundant.has(o)).flatMap((o) => o.cidrs);
+    if (
+      !big(others) &&
+      !big(a.cidrs) &&
+      a.cidrs.length > 0 &&
+      a.cidrs.every((c) => others.some((o) => cidrCovers(o, c)))
+    )
+      redundant.add(a);
+  }
   for (const a of allows) {
     if (big(a.cidrs) || big(hardDenyCidrs)) {
       out.push({
@@ -89,20 +106,13 @@ function lintSegment(segment: string, seg: SegmentConfig, loaded: LoadedConfig):
       });
       continue;
     }
-    if (!isL7(a.r)) {
-      const others = allows.filter((o) => o !== a && !isL7(o.r)).flatMap((o) => o.cidrs);
-      if (
-        !big(others) &&
-        a.cidrs.length > 0 &&
-        a.cidrs.every((c) => others.some((o) => cidrCovers(o, c) && o.text !== c.text))
-      ) {
-        out.push({
-          segment,
-          rule: a.name,
-          kind: 'redundant_allow',
-          message: 'every source is already allowed by a wider allow rule',
-        });
-      }
+    if (redundant.has(a)) {
+      out.push({
+        segment,
+        rule: a.name,
+        kind: 'redundant_allow',
+        message: 'every source is already allowed by another allow rule',
+      });
     }
   }
   const allowCidrs = allows.flatMap((a) => a.cidrs);

@@ -13,6 +13,7 @@ import type { AddressInfo } from 'node:net';
 import { type AdminRole, type AdminToken, loadConfigText, roleAllows, tokenDigest } from '../config/index.ts';
 import { AdminError, ConfigError, SeglbError } from '../errors.ts';
 import { parseEndpoint } from '../net/endpoint.ts';
+import { parseAddress } from '../net/index.ts';
 import type { Logger } from '../observe/log.ts';
 import { explainVerdict, type SegmentPolicy } from '../policy/index.ts';
 import { packageVersion } from '../version.ts';
@@ -22,6 +23,9 @@ import { applyPolicyOps, type PolicyOp, parsePolicyOp } from './ops.ts';
 
 /** Largest request body accepted, bytes. */
 export const ADMIN_MAX_BODY_BYTES = 1 << 20;
+
+/** Longest quarantine TTL accepted (10 years); a longer one is written as no expiry. */
+export const MAX_QUARANTINE_TTL_MS = 10 * 365 * 24 * 3600 * 1000;
 
 interface Call {
   readonly req: IncomingMessage;
@@ -139,9 +143,12 @@ export class AdminServer {
     };
     const op = (body: unknown, extra: Record<string, unknown>): PolicyOp =>
       parsePolicyOp({ ...(asObject(body) ?? {}), ...extra });
+    // Whether the change reached the state file (false: it is live but would not survive a restart;
+    // /status says why); null when runtime changes are not persisted at all.
+    const persisted = () => (c.state ? c.state.lastError === null : null);
     const changed = async (actor: string, ops: PolicyOp[]) => {
       const snap = await c.change(actor, ops);
-      return { version: snap.version, hash: snap.hash };
+      return { version: snap.version, hash: snap.hash, persisted: persisted() };
     };
 
     this.#route('GET', '/status', 'read', () => this.#status());
@@ -163,6 +170,12 @@ export class AdminServer {
       const b = asObject(body) ?? {};
       const seg = segmentOf(requireString(b, 'segment'));
       const source = requireString(b, 'source');
+      try {
+        parseAddress(source);
+      } catch {
+        // explainVerdict would judge any text as an address no rule covers: say what is wrong instead.
+        throw new AdminError('SEGLB_ADMIN_BAD_REQUEST', '"source" must be an IPv4 or IPv6 address', 400);
+      }
       const loaded = rt.snapshot.loaded;
       const hasRequest = ['method', 'path', 'host', 'headers'].some((k) => b[k] !== undefined);
       return explainVerdict(
@@ -183,6 +196,16 @@ export class AdminServer {
         rt.quarantine,
       );
     });
+    this.#route('GET', '/ipsets', 'read', () =>
+      Object.entries(rt.snapshot.loaded.config.ipsets).map(([name, set]) => ({
+        name,
+        prefixes: rt.snapshot.loaded.ipsets.get(name)?.length ?? 0,
+        // Inline entries are what POST/DELETE /ipsets/NAME/entries change; file entries change in the file.
+        cidrs: set.cidrs ?? [],
+        file: set.file ?? null,
+        union: set.union ?? [],
+      })),
+    );
     this.#route('GET', '/quarantine', 'read', () =>
       rt.quarantine.list().map((e) => ({
         ...e,
@@ -192,10 +215,17 @@ export class AdminServer {
     this.#route('POST', '/quarantine', 'operate', ({ body, actor }) => {
       const b = asObject(body) ?? {};
       const ttl = b.ttl_ms === undefined ? Number.POSITIVE_INFINITY : b.ttl_ms;
-      if (typeof ttl !== 'number' || !(ttl > 0))
+      // Checked before anything is applied: an expiry past what a Date can hold (ttl_ms 1e300)
+      // used to be quarantined first and then fail the answer with 400.
+      // Infinity is what an omitted ttl_ms means (no expiry), not a number that is too large.
+      if (
+        typeof ttl !== 'number' ||
+        !(ttl > 0) ||
+        (ttl > MAX_QUARANTINE_TTL_MS && ttl !== Number.POSITIVE_INFINITY)
+      )
         throw new AdminError(
           'SEGLB_ADMIN_BAD_REQUEST',
-          '"ttl_ms" must be a positive number of milliseconds',
+          `"ttl_ms" must be a positive number of milliseconds, at most ${MAX_QUARANTINE_TTL_MS} (omit it for no expiry)`,
           400,
         );
       const { entry, closed } = c.quarantineAdd(
@@ -210,13 +240,14 @@ export class AdminServer {
           expiresAt: Number.isFinite(entry.expiresAt) ? new Date(entry.expiresAt).toISOString() : null,
         },
         connectionsClosed: closed,
+        persisted: persisted(),
       };
     });
     this.#route('DELETE', '/quarantine/:cidr', 'operate', ({ params, actor }) => {
       const cidr = params.cidr as string;
       if (!c.quarantineRemove(actor, cidr))
         throw new AdminError('SEGLB_ADMIN_NOT_FOUND', `no quarantine entry ${cidr}`, 404);
-      return { removed: cidr };
+      return { removed: cidr, persisted: persisted() };
     });
     this.#route('PUT', '/segments/:name/mode', 'operate', ({ params, body, actor }) =>
       changed(actor, [op(body, { op: 'set_mode', segment: params.name })]),
@@ -242,12 +273,12 @@ export class AdminServer {
         throw new AdminError('SEGLB_ADMIN_BAD_REQUEST', '"state" must be ready, drain or maintenance', 400);
       }
       c.setBackendState(actor, params.pool as string, params.backend as string, state);
-      return { pool: params.pool, backend: params.backend, state };
+      return { pool: params.pool, backend: params.backend, state, persisted: persisted() };
     });
     this.#route('POST', '/reload', 'admin', async ({ actor }) => {
       try {
         const snap = await c.reloadFile(actor);
-        return { version: snap.version, hash: snap.hash, drift: c.drift };
+        return { version: snap.version, hash: snap.hash, drift: c.drift, persisted: persisted() };
       } catch (err) {
         if (err instanceof ConfigError) {
           throw new AdminError(
@@ -267,9 +298,13 @@ export class AdminServer {
       persistedTo: c.state?.file ?? null,
       effective: c.effectiveText(),
     }));
-    this.#route('GET', '/audit', 'read', ({ query }) =>
-      c.audit.recent(Math.min(1000, Number(query.get('limit') ?? 100) || 100)),
-    );
+    this.#route('GET', '/audit', 'read', ({ query }) => {
+      // A negative limit would slice from the front (the oldest entries): refuse it instead.
+      const limit = Number(query.get('limit') ?? 100);
+      if (!Number.isInteger(limit) || limit < 1 || limit > 1000)
+        throw new AdminError('SEGLB_ADMIN_BAD_REQUEST', '"limit" must be a whole number from 1 to 1000', 400);
+      return c.audit.recent(limit);
+    });
     this.#route('GET', '/lint', 'read', () => lintConfig(rt.snapshot.loaded));
     this.#route('POST', '/simulate', 'read', ({ body }) => {
       const b = asObject(body) ?? {};
@@ -338,20 +373,33 @@ export class AdminServer {
       ),
       quarantine: { entries: rt.quarantine.list().length, denied: rt.shared.counters.quarantineDenied },
       counters: rt.shared.counters,
+      // Connection limits at accept (limits.max_connections_total, limits.per_source).
+      limits: rt.shared.sourceLimits
+        ? {
+            open: rt.shared.sourceLimits.open,
+            trackedSources: rt.shared.sourceLimits.tracked,
+            ...rt.shared.sourceLimits.counters,
+          }
+        : null,
       cluster: null,
     };
   }
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://admin');
+    const url = URL.parse(req.url ?? '/', 'http://admin');
     const method = req.method ?? 'GET';
     for (const ext of this.#extensions) {
-      if (ext.method === method && ext.path === url.pathname) {
+      if (ext.method === method && ext.path === url?.pathname) {
         if (ext.role !== 'none') this.#authorize(req, ext.role);
         ext.handle(req, res);
         return;
       }
     }
+    // Authenticate before looking at the route (a bad path or percent-encoding included), so an
+    // anonymous caller learns nothing: always 401.
+    const token = this.#authenticate(req);
+    if (url === null)
+      throw new AdminError('SEGLB_ADMIN_BAD_REQUEST', 'the request target is not a valid path', 400);
     let matched: { route: Route; params: Record<string, string> } | undefined;
     let pathKnown = false;
     for (const route of this.#routes) {
@@ -361,13 +409,11 @@ export class AdminServer {
       if (route.method !== method) continue;
       const params: Record<string, string> = {};
       route.names.forEach((n, i) => {
-        params[n] = decodeURIComponent(m[i + 1] as string);
+        params[n] = decodePathParam(m[i + 1] as string);
       });
       matched = { route, params };
       break;
     }
-    // Authenticate before saying anything about routes, so an anonymous caller learns nothing.
-    const token = this.#authenticate(req);
     if (!matched) {
       throw pathKnown
         ? new AdminError('SEGLB_ADMIN_BAD_REQUEST', `method ${method} not allowed on ${url.pathname}`, 405)
@@ -388,7 +434,8 @@ export class AdminServer {
       body,
       actor: `token:${token.name}`,
     });
-    this.#log.info({ method, path: url.pathname, token: token.name, status: 200 }, 'admin call');
+    // `actor`, not `token`: the logger redacts every `token` key, which would hide who called.
+    this.#log.info({ method, path: url.pathname, actor: `token:${token.name}`, status: 200 }, 'admin call');
     send(res, 200, result);
   }
 
@@ -418,6 +465,7 @@ export class AdminServer {
   #fail(res: ServerResponse, err: unknown): void {
     if (err instanceof AdminError) {
       if (err.httpStatus === 401) res.setHeader('www-authenticate', 'Bearer realm="seglb"');
+      if (err.httpStatus === 413) res.setHeader('connection', 'close');
       if (err.httpStatus >= 500 || err.httpStatus === 401 || err.httpStatus === 403)
         this.#log.warn({ code: err.code, status: err.httpStatus }, err.message);
       send(res, err.httpStatus, {
@@ -452,20 +500,53 @@ function send(res: ServerResponse, status: number, body: unknown): void {
   res.end(text);
 }
 
-async function readJson(req: IncomingMessage): Promise<unknown> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > ADMIN_MAX_BODY_BYTES)
-      throw new AdminError('SEGLB_ADMIN_BAD_REQUEST', `body larger than ${ADMIN_MAX_BODY_BYTES} bytes`, 413);
-    chunks.push(chunk as Buffer);
-  }
-  if (size === 0) return undefined;
+/**
+ * Reads a JSON body of at most ADMIN_MAX_BODY_BYTES.
+ * A declared Content-Length above the limit is refused before a byte is read; a chunked body that
+ * grows past it is read to its end and discarded (bounded by the server's requestTimeout), so the
+ * 413 reaches the client instead of a reset. Either way the connection closes after the answer: a
+ * keep-alive connection with an unread body behind it would make the client's next request fail.
+ */
+function readJson(req: IncomingMessage): Promise<unknown> {
+  const tooLarge = () =>
+    new AdminError('SEGLB_ADMIN_BAD_REQUEST', `body larger than ${ADMIN_MAX_BODY_BYTES} bytes`, 413);
+  if (Number(req.headers['content-length'] ?? 0) > ADMIN_MAX_BODY_BYTES) return Promise.reject(tooLarge());
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= ADMIN_MAX_BODY_BYTES) chunks.push(chunk);
+    });
+    req.once('error', reject);
+    req.once('end', () => {
+      if (size > ADMIN_MAX_BODY_BYTES) {
+        reject(tooLarge());
+        return;
+      }
+      if (size === 0) {
+        resolve(undefined);
+        return;
+      }
+      try {
+        resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+      } catch {
+        reject(new AdminError('SEGLB_ADMIN_BAD_REQUEST', 'the body is not valid JSON', 400));
+      }
+    });
+  });
+}
+
+/** A percent-decoded path parameter. @throws AdminError 400 for a malformed escape (`%zz`, `%E0%A4%A`). */
+function decodePathParam(raw: string): string {
   try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    return decodeURIComponent(raw);
   } catch {
-    throw new AdminError('SEGLB_ADMIN_BAD_REQUEST', 'the body is not valid JSON', 400);
+    throw new AdminError(
+      'SEGLB_ADMIN_BAD_REQUEST',
+      `path parameter ${JSON.stringify(raw)} is not valid percent-encoding`,
+      400,
+    );
   }
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-// The seglb command line: run, check, explain, --version, --help. Exit codes: 0 ok (explain:
-// allow), 1 runtime failure (explain: deny), 2 invalid config or usage.
+// The seglb command line: run, check, explain, ctl (src/cli/ctl.ts), --version, --help. Exit codes:
+// 0 ok (explain: allow), 1 runtime failure (explain: deny; ctl: API error), 2 invalid config or usage.
 
+import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { LoadedConfig, LogConfig } from '../config/index.ts';
 import { ConfigError, formatConfigIssue, PolicyError, SeglbError } from '../errors.ts';
@@ -25,6 +26,10 @@ Usage:
   seglb explain -c FILE --segment NAME --from ADDRESS [--method M] [--path P] [--host H] [--header K:V]...
       Print the verdict for a source (and request), the deciding rule (file:line) and every rule
       that matched. Exit 0 allow, 1 deny, 2 invalid config or usage.
+  seglb ctl COMMAND ... [--admin URL] [--token-file FILE] [--json]
+      Talk to a running seglb's admin API: status, explain, quarantine list|add|remove,
+      segment mode, rule add|remove, ipset list|add|remove, backend state, reload, diff, audit,
+      lint, simulate. "seglb ctl --help" lists them. Exit 0 ok, 1 API error, 2 usage.
   seglb --version | --help
 
 Errors in FILE are printed as  file:line:col key.path: message  (all of them at once).
@@ -70,6 +75,11 @@ export async function main(argv: readonly string[]): Promise<number> {
 }
 
 async function dispatch(argv: readonly string[]): Promise<number> {
+  // `ctl` has its own options and subcommands (src/cli/ctl.ts); it never loads a config.
+  if (argv[0] === 'ctl') {
+    const { ctl } = await import('./ctl.ts');
+    return ctl(argv.slice(1));
+  }
   let parsed: ReturnType<typeof parseCli>;
   try {
     parsed = parseCli(argv);
@@ -178,6 +188,9 @@ function reportConfigError(err: unknown): number {
 
 async function check(loaded: LoadedConfig): Promise<number> {
   const { compileSegmentPolicy } = await import('../policy/index.ts');
+  const { secretFileWarnings } = await import('../config/index.ts');
+  for (const w of secretFileWarnings(loaded.config, dirname(loaded.file)))
+    process.stderr.write(`seglb: warning: ${w.message}\n`);
   const cfg = loaded.config;
   const out: string[] = [`${loaded.file}: OK`];
   out.push(`segments (${Object.keys(cfg.segments).length}):`);
@@ -260,6 +273,9 @@ async function run(loaded: LoadedConfig, values: CliValues): Promise<number> {
   const logLevel = (values['log-level'] ?? loaded.config.log.level) as LogConfig['level'];
   const log = createLogger({ format: logFormat, level: logLevel });
   installCrashHandlers(log);
+  const { secretFileWarnings } = await import('../config/index.ts');
+  for (const w of secretFileWarnings(loaded.config, dirname(loaded.file)))
+    log.warn({ file: w.file, keyPath: w.keyPath, mode: w.mode }, w.message);
   // Signal handlers go in before start-up, so a SIGTERM that arrives while VIPs are being bound
   // is honoured (stop once started) instead of killing the process without a drain.
   let control: InstanceType<typeof admin.PolicyControl> | undefined;
@@ -299,8 +315,11 @@ async function run(loaded: LoadedConfig, values: CliValues): Promise<number> {
     return 1;
   }
   control = new admin.PolicyControl(runtime, prepared, stateFile, adminCfg?.audit_file ?? null, log);
-  if (adminCfg) {
-    adminServer = new admin.AdminServer(control, log);
+  if (adminCfg) adminServer = new admin.AdminServer(control, log);
+  // Detectors quarantine through the controller (persisted, audited); /metrics, /flows, /events
+  // and the dashboard join the admin listener when there is one.
+  admin.wireObserve(control, adminServer ?? null);
+  if (adminCfg && adminServer) {
     try {
       const bound = await adminServer.listen();
       log.info(
@@ -397,21 +416,41 @@ function printDemoHints(runtime: Runtime, loaded: LoadedConfig): void {
 }
 
 /**
- * An unexpected exception is logged with its stack and the process exits 1, for a supervisor
- * (systemd, Docker, Kubernetes) to restart it: state after an unknown fault is not trusted.
+ * An unexpected exception or unhandled rejection is logged (fatal, with its stack, code, the seglb
+ * version and uptime) and the process exits 1, for a supervisor (systemd, Docker, Kubernetes) to
+ * restart it: state after an unknown fault is not trusted, so seglb does not try to recover. When
+ * the log itself cannot be written (stdout closed or full) the line goes to stderr instead, and the
+ * exit happens either way. See docs/security.md.
  */
 function installCrashHandlers(log: Logger): void {
-  process.on('uncaughtException', (err) => {
-    log.fatal(
-      { err: { message: err.message, stack: err.stack } },
-      'uncaught exception: exiting for the supervisor to restart',
-    );
+  const crash = (kind: string, err: unknown) => {
+    const e = err instanceof Error ? err : undefined;
+    const context = {
+      event: 'crash',
+      kind,
+      err: {
+        name: e?.name,
+        message: e ? e.message : String(err),
+        code: (e as NodeJS.ErrnoException | undefined)?.code,
+        stack: e?.stack,
+      },
+      version: packageVersion(),
+      uptimeMs: Math.round(process.uptime() * 1000),
+    };
+    const msg = `${kind}: exiting for the supervisor to restart`;
+    try {
+      log.fatal(context, msg);
+    } catch {
+      try {
+        process.stderr.write(`seglb: ${msg}: ${JSON.stringify(context)}\n`);
+      } catch {
+        // Nowhere left to report; the exit code still tells the supervisor.
+      }
+    }
     process.exit(1);
-  });
-  process.on('unhandledRejection', (err) => {
-    log.fatal({ err: String(err) }, 'unhandled rejection: exiting for the supervisor to restart');
-    process.exit(1);
-  });
+  };
+  process.on('uncaughtException', (err) => crash('uncaught exception', err));
+  process.on('unhandledRejection', (err) => crash('unhandled rejection', err));
 }
 
 if (import.meta.main) {

@@ -147,7 +147,8 @@ function checkHeader(buf: Buffer, maxFrameBytes: number): number {
   if (idLen < 1 || idLen > 64) throw frameError(`bad node id length ${idLen}`);
   if (buf[3] !== 0) throw frameError('reserved flags are set');
   const total = buf.readUInt32BE(4);
-  if (total > maxFrameBytes) throw frameError(`frame of ${total} bytes exceeds max_frame_bytes ${maxFrameBytes}`);
+  if (total > maxFrameBytes)
+    throw frameError(`frame of ${total} bytes exceeds max_frame_bytes ${maxFrameBytes}`);
   if (total < HEADER_BYTES + idLen) throw frameError(`frame length ${total} is shorter than its header`);
   return total;
 }

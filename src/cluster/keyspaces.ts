@@ -2,8 +2,7 @@
 // runtime policy changes, backend health per node, and source stickiness. Converts registers to and
 // from their wire form, checking everything a peer sent.
 
-import { parseCidr } from '../net/index.ts';
-import { unmapCidr } from '../policy/index.ts';
+import { formatIPv4, parseCidr, unmapV4 } from '../net/index.ts';
 import { NODE_ID_PATTERN } from './frame.ts';
 import type { Stamp } from './hlc.ts';
 import { makeRegister, type Register } from './lww-map.ts';
@@ -53,10 +52,16 @@ const isObj = (v: unknown): v is Record<string, unknown> =>
 const shortString = (v: unknown, max: number): v is string =>
   typeof v === 'string' && v.length > 0 && v.length <= max;
 
-/** The canonical text of a CIDR or address (IPv4-mapped IPv6 as IPv4), or undefined. */
+/**
+ * The canonical text of a CIDR or address, or undefined. IPv4-mapped IPv6 is written as IPv4, as
+ * src/policy's Quarantine does (unmapCidr), so both sides key an entry the same way.
+ */
 export function canonicalCidr(text: string): string | undefined {
   try {
-    return unmapCidr(parseCidr(text)).text;
+    const c = parseCidr(text);
+    if (c.family !== 6 || c.prefixLength < 96) return c.text;
+    const v4 = unmapV4(c.v6);
+    return v4 < 0 ? c.text : parseCidr(`${formatIPv4(v4)}/${c.prefixLength - 96}`).text;
   } catch {
     return undefined;
   }

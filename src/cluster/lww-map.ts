@@ -48,20 +48,48 @@ function fnv1a(text: string, basis: number): number {
   return h >>> 0;
 }
 
+/** MurmurHash3's 32-bit finaliser: spreads every input bit over the output. */
+function fmix32(x: number): number {
+  let h = x;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+const TWO_32 = 0x1_0000_0000;
+
+/**
+ * 32-bit fingerprint of (key hash, stamp): the stamp's numbers folded into the key's hash one at a
+ * time. Part of the wire protocol (digests compare them), version 1.
+ */
+function fingerprint(keyHash: number, stamp: Stamp, nodeHash: number): number {
+  let h = fmix32(keyHash ^ (stamp.wall % TWO_32));
+  h = fmix32(h ^ Math.floor(stamp.wall / TWO_32));
+  h = fmix32(h ^ stamp.counter);
+  return fmix32(h ^ nodeHash);
+}
+
+const BASIS_A = 0x811c9dc5;
+const BASIS_B = 0x050c5d1f;
+
 /**
  * Builds a register, computing its bucket and fingerprint.
  * @param expiresAt - see Register.expiresAt
  */
 export function makeRegister<V>(key: string, stamp: Stamp, expiresAt: number, value: V | null): Register<V> {
-  const id = `${key}\u0000${stamp.wall}.${stamp.counter}.${stamp.node}`;
+  const keyA = fnv1a(key, BASIS_A);
+  const keyB = fnv1a(key, BASIS_B);
   return {
     key,
     stamp,
     expiresAt,
     value,
-    bucket: fnv1a(key, 0x811c9dc5) & (DIGEST_BUCKETS - 1),
-    fpA: fnv1a(id, 0x811c9dc5),
-    fpB: fnv1a(id, 0x050c5d1f),
+    bucket: keyA & (DIGEST_BUCKETS - 1),
+    fpA: fingerprint(keyA, stamp, fnv1a(stamp.node, BASIS_A)),
+    fpB: fingerprint(keyB, stamp, fnv1a(stamp.node, BASIS_B)),
   };
 }
 
@@ -122,9 +150,13 @@ export class LwwMap<V> {
    * Merges one register: it replaces the current one only if its stamp is greater. A register whose
    * retention already ended is not stored, but still removes an older one it supersedes.
    * @param now - local physical time in ms
+   * @param cur - the key's current register, when the caller already looked it up
    */
-  merge(reg: Register<V>, now: number): MergeOutcome {
-    const cur = this.#registers.get(reg.key);
+  merge(
+    reg: Register<V>,
+    now: number,
+    cur: Register<V> | undefined = this.#registers.get(reg.key),
+  ): MergeOutcome {
     if (cur !== undefined && compareStamps(reg.stamp, cur.stamp) <= 0) return 'stale';
     if (reg.expiresAt + this.#graceMs <= now) {
       if (cur !== undefined) this.#registers.delete(reg.key);

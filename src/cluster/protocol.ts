@@ -13,6 +13,12 @@ export interface HelloMsg {
   readonly listen: string;
   /** The sender's clock, folded into the receiver's hybrid clock. */
   readonly clock: { readonly wall: number; readonly counter: number };
+  /**
+   * The sender holds nothing but its own membership entry (it just started): the receiver need not
+   * pull from it, which spares a restarting node from answering every peer's pull with the partial
+   * state it is still receiving.
+   */
+  readonly empty?: boolean;
 }
 
 /** Heartbeat; `t` is the sender's physical clock in ms. */
@@ -39,6 +45,11 @@ export interface BucketsMsg {
   readonly before: number | null;
   /** true: the receiver answers with its own BUCKETS (answer false) so both sides push. */
   readonly answer: boolean;
+  /**
+   * A (re)connect pull: the receiver ends its push with an ENTRIES `done` marker, so the puller can
+   * pull from one peer at a time instead of taking the same registers from every peer at once.
+   */
+  readonly pull?: boolean;
   /** Sparse [index, a, b, index, a, b, ...] of non-empty buckets. */
   readonly buckets: readonly number[];
 }
@@ -50,6 +61,8 @@ export type WireRegister = readonly [string, number, number, string, number | nu
 export interface EntriesMsg {
   readonly ks: string;
   readonly entries: readonly WireRegister[];
+  /** The last frame of the push answering a pull. */
+  readonly done?: boolean;
 }
 
 /** Polite close: the peer is leaving (stop) or the link is a duplicate. */
@@ -100,7 +113,8 @@ export function parseMessage(type: MessageType, payload: Buffer): Message {
         v['listen'].length > 300 ||
         !isObj(clock) ||
         !isNat(clock['wall']) ||
-        !isNat(clock['counter'])
+        !isNat(clock['counter']) ||
+        !(v['empty'] === undefined || typeof v['empty'] === 'boolean')
       ) {
         throw bad('hello');
       }
@@ -116,7 +130,8 @@ export function parseMessage(type: MessageType, payload: Buffer): Message {
       const roots = v['roots'];
       if (!(v['before'] === null || isNat(v['before'])) || !isObj(roots)) throw bad('roots');
       for (const [ks, r] of Object.entries(roots)) {
-        if (!KS_PATTERN.test(ks) || !Array.isArray(r) || r.length !== 3 || !r.every(isU32)) throw bad('roots');
+        if (!KS_PATTERN.test(ks) || !Array.isArray(r) || r.length !== 3 || !r.every(isU32))
+          throw bad('roots');
       }
       return { type, body: v as unknown as RootsMsg };
     }
@@ -127,6 +142,7 @@ export function parseMessage(type: MessageType, payload: Buffer): Message {
         !KS_PATTERN.test(v['ks']) ||
         !(v['before'] === null || isNat(v['before'])) ||
         typeof v['answer'] !== 'boolean' ||
+        !(v['pull'] === undefined || typeof v['pull'] === 'boolean') ||
         !Array.isArray(b) ||
         b.length % 3 !== 0 ||
         !b.every(isU32)
@@ -137,7 +153,14 @@ export function parseMessage(type: MessageType, payload: Buffer): Message {
     }
     case MSG.ENTRIES: {
       const e = v['entries'];
-      if (typeof v['ks'] !== 'string' || !KS_PATTERN.test(v['ks']) || !Array.isArray(e)) throw bad('entries');
+      if (
+        typeof v['ks'] !== 'string' ||
+        !KS_PATTERN.test(v['ks']) ||
+        !Array.isArray(e) ||
+        !(v['done'] === undefined || typeof v['done'] === 'boolean')
+      ) {
+        throw bad('entries');
+      }
       return { type, body: v as unknown as EntriesMsg };
     }
     case MSG.BYE:
@@ -152,38 +175,61 @@ export function encodeBody(body: object): Buffer {
 }
 
 /**
- * Serialises registers into as many ENTRIES payloads as needed for each to stay under
- * `maxPayloadBytes`. A single register larger than that is left out (it could never be sent; the
- * write methods refuse such values up front).
- * @returns the payloads, and how many registers were too large
+ * Serialises registers into ENTRIES payloads of at most `maxPayloadBytes` each, lazily: one payload
+ * per `next()`, so a push of 100k registers is encoded as the socket drains, between heartbeats,
+ * not in one long block. Chunks of many registers are stringified at once (much cheaper than one
+ * by one); the chunk size halves when a payload comes out too large and doubles while they stay
+ * under half the limit. A single register larger than the limit is skipped and counted (the write
+ * methods refuse such values up front).
+ * @param toWire - turns an item into its wire form (called once per item, when its chunk is encoded)
+ * @param onOversized - told about each skipped register
  */
-export function encodeEntries(
+export function* entryPayloads<T>(
   ks: string,
-  entries: Iterable<WireRegister>,
+  items: readonly T[],
+  toWire: (item: T) => WireRegister,
   maxPayloadBytes: number,
-): { payloads: Buffer[]; oversized: number } {
-  const head = `{"ks":${JSON.stringify(ks)},"entries":[`;
-  const tail = ']}';
-  const fixed = head.length + tail.length;
-  const payloads: Buffer[] = [];
-  let parts: string[] = [];
-  let bytes = fixed;
-  let oversized = 0;
-  for (const entry of entries) {
-    const text = JSON.stringify(entry);
-    const len = Buffer.byteLength(text, 'utf8') + 1;
-    if (fixed + len > maxPayloadBytes) {
-      oversized++;
+  onOversized: () => void = () => {},
+): Generator<Buffer, void, undefined> {
+  const head = `{"ks":${JSON.stringify(ks)},"entries":`;
+  let chunk = 256;
+  let i = 0;
+  while (i < items.length) {
+    const take = Math.min(chunk, items.length - i);
+    const text = `${head}${JSON.stringify(items.slice(i, i + take).map(toWire))}}`;
+    const bytes = Buffer.byteLength(text, 'utf8');
+    if (bytes > maxPayloadBytes) {
+      if (take === 1) {
+        onOversized();
+        i++;
+      } else {
+        chunk = take >> 1;
+      }
       continue;
     }
-    if (bytes + len > maxPayloadBytes) {
-      payloads.push(Buffer.from(head + parts.join(',') + tail, 'utf8'));
-      parts = [];
-      bytes = fixed;
-    }
-    parts.push(text);
-    bytes += len;
+    yield Buffer.from(text, 'utf8');
+    i += take;
+    if (bytes < maxPayloadBytes / 2 && take === chunk) chunk *= 2;
   }
-  if (parts.length > 0) payloads.push(Buffer.from(head + parts.join(',') + tail, 'utf8'));
+}
+
+/** All payloads of entryPayloads at once, and how many registers were too large (deltas, tests). */
+export function encodeEntries(
+  ks: string,
+  entries: readonly WireRegister[],
+  maxPayloadBytes: number,
+): { payloads: Buffer[]; oversized: number } {
+  let oversized = 0;
+  const payloads = [
+    ...entryPayloads(
+      ks,
+      entries,
+      (e) => e,
+      maxPayloadBytes,
+      () => {
+        oversized++;
+      },
+    ),
+  ];
   return { payloads, oversized };
 }

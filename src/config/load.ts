@@ -292,6 +292,13 @@ function resolveRelativePaths(config: SeglbConfig, dir: string, file: string): v
       }
     }
   }
+  for (const pool of Object.values(config.pools)) {
+    // pool is null when it failed the schema (see schema-prune.ts).
+    const tls = pool?.tls as { ca_file?: string } | undefined;
+    if (tls?.ca_file) tls.ca_file = resolve(dir, tls.ca_file);
+    const cookie = pool?.sticky?.cookie as { key_file?: string } | undefined;
+    if (cookie?.key_file) cookie.key_file = resolve(dir, cookie.key_file);
+  }
 }
 
 function article(type: string): string {

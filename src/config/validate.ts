@@ -1,8 +1,10 @@
 // Semantic checks that a JSON Schema cannot express: addresses, CIDRs, references between
 // sections, listener collisions, outbound subnets, TLS material, IP-set files and unions.
 
-import { readFileSync } from 'node:fs';
+import { statSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { createSecureContext } from 'node:tls';
+import { checkClusterConfig } from '../cluster/index.ts';
 import { type ConfigIssue, type ErrorCode, SeglbError } from '../errors.ts';
 import {
   type Cidr,
@@ -17,7 +19,9 @@ import {
 } from '../net/index.ts';
 import { type AdminToken, parseTokenFile } from './admin-tokens.ts';
 import { didYouMean } from './did-you-mean.ts';
+import { readRegularFile } from './read-file.ts';
 import type { RuleConfig, SeglbConfig } from './types.ts';
+import { checkPool, type PoolMaterial } from './validate-pools.ts';
 import { formatKeyPath, type KeyPathStep } from './yaml-positions.ts';
 
 /** TLS material of one HTTPS VIP certificate, read from files or the environment (never logged). */
@@ -40,6 +44,8 @@ export interface ResolvedExtras {
   readonly adminTokens: readonly AdminToken[];
   /** Admin API certificate and key, when `admin.tls` is set (never logged). */
   readonly adminTls: { readonly cert: string; readonly key: string } | null;
+  /** Per pool: the sticky-cookie key and backend CA bundle read from files or the environment. */
+  readonly pools: ReadonlyMap<string, PoolMaterial>;
 }
 
 type IssueAt = (path: readonly KeyPathStep[], message: string, target?: 'key' | 'value') => ConfigIssue;
@@ -230,7 +236,10 @@ export function checkSemantics(
     });
   }
 
+  const poolMaterial = new Map<string, PoolMaterial>();
   for (const [poolName, pool] of Object.entries(config.pools)) {
+    const material = checkPool(poolName, pool, issues, issue);
+    if (material) poolMaterial.set(poolName, material);
     pool.backends.forEach((b, i) => {
       if (!b) return;
       const path = ['pools', poolName, 'backends', i, 'address'];
@@ -247,10 +256,19 @@ export function checkSemantics(
   if (config.admin) {
     const ep = tryEndpoint(config.admin.listen, ['admin', 'listen'], true, issues, issue);
     if (ep) listeners.add(ep, false, ['admin', 'listen'], 'the admin listener');
+    // Bearer tokens in clear text over a network are as good as published: refuse unless asked for.
+    if (ep && !config.admin.tls && !config.admin.allow_insecure_remote && !isLoopbackEndpoint(ep)) {
+      issues.push(
+        issue(
+          ['admin', 'listen'],
+          `the admin API would listen on non-loopback ${config.admin.listen} without TLS (bearer tokens in clear text); add admin.tls, listen on loopback, or set admin.allow_insecure_remote: true`,
+        ),
+      );
+    }
     const tokensFile = config.admin.tokens_file;
     let text: string | undefined;
     try {
-      text = readFileSync(tokensFile, 'utf8');
+      text = readRegularFile(tokensFile, 'utf8');
     } catch (err) {
       issues.push(
         issue(
@@ -277,10 +295,23 @@ export function checkSemantics(
         );
       }
     }
+    // The state and audit files are read back at start: a device or FIFO there (/dev/stdout,
+    // /dev/zero) would block start-up or read without end.
+    for (const key of ['state_file', 'audit_file'] as const) {
+      const path = config.admin[key];
+      let st: ReturnType<typeof statSync> | undefined;
+      try {
+        st = typeof path === 'string' ? statSync(path, { throwIfNoEntry: false }) : undefined;
+      } catch {
+        st = undefined; // unreadable folder: the write will fail and be reported at run time
+      }
+      if (st !== undefined && !st.isFile())
+        issues.push(issue(['admin', key], `${path} exists and is not a regular file`));
+    }
     if (config.admin.tls) {
       try {
-        const cert = readFileSync(config.admin.tls.cert_file, 'utf8');
-        const key = readFileSync(config.admin.tls.key_file, 'utf8');
+        const cert = readRegularFile(config.admin.tls.cert_file, 'utf8');
+        const key = readRegularFile(config.admin.tls.key_file, 'utf8');
         createSecureContext({ cert, key });
         adminTls = { cert, key };
       } catch (err) {
@@ -289,14 +320,27 @@ export function checkSemantics(
       }
     }
   }
+  // Read defensively: in a schema-invalid config (see schema-prune.ts) the section may be anything.
+  const exempt = (config.limits as { per_source?: { exempt?: unknown } } | undefined)?.per_source?.exempt;
+  if (Array.isArray(exempt)) {
+    exempt.forEach((text: unknown, i) => {
+      if (typeof text === 'string') tryCidr(text, ['limits', 'per_source', 'exempt', i], issues, issue);
+    });
+  }
   if (config.cluster) {
     const ep = tryEndpoint(config.cluster.listen, ['cluster', 'listen'], false, issues, issue);
     if (ep) listeners.add(ep, false, ['cluster', 'listen'], 'the cluster sync listener');
     config.cluster.peers.forEach((p, i) => {
       tryEndpoint(p, ['cluster', 'peers', i], false, issues, issue);
     });
+    // Key files, certificates and timing order (src/cluster/config.ts); relative file names are
+    // relative to the config file, whose path every positioned issue carries.
+    const configDir = dirname(issue([], '').file);
+    for (const p of checkClusterConfig(config.cluster, configDir)) {
+      issues.push(p.code ? { ...issue(p.path, p.message), code: p.code } : issue(p.path, p.message));
+    }
   }
-  return { issues, extras: { ipsets, tls, backendSubnets, adminTokens, adminTls } };
+  return { issues, extras: { ipsets, tls, backendSubnets, adminTokens, adminTls, pools: poolMaterial } };
 }
 
 /** Detects two listeners that cannot both bind: same address and port, or a wildcard overlapping. */
@@ -353,6 +397,12 @@ function bindsOverlap(a: Endpoint, aV6only: boolean, b: Endpoint, bV6only: boole
 
 function isLoopback(host: string): boolean {
   return host.startsWith('127.') || host === '::1';
+}
+
+/** A listen endpoint only reachable from this host (127.0.0.0/8, ::1, or the name localhost). */
+function isLoopbackEndpoint(ep: Endpoint): boolean {
+  if (ep.family === 0) return ep.host.toLowerCase() === 'localhost';
+  return isLoopback(canonicalEndpoint(ep).host);
 }
 
 function safeEndpoint(text: string): Endpoint | undefined {
@@ -449,7 +499,7 @@ function resolveIpSets(
     if (set.file) {
       let text: string | undefined;
       try {
-        text = readFileSync(set.file, 'utf8');
+        text = readRegularFile(set.file, 'utf8');
       } catch (err) {
         issues.push({
           ...issue(['ipsets', name, 'file'], `cannot read ${set.file}: ${errnoOf(err)}`),
@@ -538,7 +588,7 @@ function readTls(
     let cert: string;
     let key: string | undefined;
     try {
-      cert = readFileSync(c.cert_file, 'utf8');
+      cert = readRegularFile(c.cert_file, 'utf8');
     } catch (err) {
       issues.push(issue([...path, 'cert_file'], `cannot read ${c.cert_file}: ${errnoOf(err)}`));
       ok = false;
@@ -546,7 +596,7 @@ function readTls(
     }
     if (c.key_file) {
       try {
-        key = readFileSync(c.key_file, 'utf8');
+        key = readRegularFile(c.key_file, 'utf8');
       } catch (err) {
         issues.push(issue([...path, 'key_file'], `cannot read ${c.key_file}: ${errnoOf(err)}`));
         ok = false;

@@ -4,6 +4,14 @@
 
 import type { Server, Socket } from 'node:net';
 import { normaliseSource } from '../net/address.ts';
+import {
+  FLOW_ALLOW,
+  FLOW_AUDIT,
+  FLOW_DENY,
+  type Observer,
+  RULE_QUARANTINE,
+  RULE_TRUSTED_PROXY,
+} from '../observe/index.ts';
 import type { Logger, LogRateLimiter } from '../observe/log.ts';
 import type { ObservedSources } from '../observe/sources.ts';
 import {
@@ -15,6 +23,7 @@ import {
 } from '../policy/index.ts';
 import type { SegmentRuntime, VipContext } from './context.ts';
 import { readProxyHeader } from './proxy-protocol.ts';
+import { type LimitRefusal, type SourceEntry, SourceLimiter } from './source-limits.ts';
 
 /** Per-connection state, attached to the accepted socket (property `seglb`). */
 export interface ConnectionState {
@@ -32,8 +41,13 @@ export interface ConnectionState {
   readonly judgeRequests: boolean;
 }
 
-/** Sockets carrying seglb's connection state. */
-export type SeglbSocket = Socket & { seglb?: ConnectionState };
+/** Sockets carrying seglb's connection state (and their per-source entry, released at close). */
+export type SeglbSocket = Socket & {
+  seglb?: ConnectionState;
+  seglbSource?: SourceEntry;
+  /** Name of the backend a TCP connection was proxied to (for its flow record). */
+  seglbBackend?: string;
+};
 
 /** Process-wide pieces the accept path needs (one per runtime, not per snapshot). */
 export interface AcceptShared {
@@ -43,7 +57,22 @@ export interface AcceptShared {
   /** Recent sources per segment (for `simulate`), bounded. */
   readonly observed: ObservedSources;
   /** Counters for refusals that are not a segment rule's. */
-  readonly counters: { quarantineDenied: number; connectionLimitRefused: number; proxyHeaderInvalid: number };
+  readonly counters: {
+    quarantineDenied: number;
+    connectionLimitRefused: number;
+    proxyHeaderInvalid: number;
+    /** HTTP clients disconnected by timeouts.client_stall_ms (slow body, slow read). */
+    clientStalled?: number;
+    /** HTTP requests refused by request-checks.ts (version, framing, Host, target). */
+    requestsRefused?: number;
+  };
+  /** Flow records, metrics counters and detectors (src/observe). */
+  readonly observer: Observer;
+  /**
+   * Process-wide and per-source connection limits (source-limits.ts). Created by the first VIP when
+   * the runtime did not supply one, so all VIPs of a runtime share it.
+   */
+  sourceLimits?: SourceLimiter;
 }
 
 /**
@@ -65,6 +94,8 @@ export function installVerdictHook(
 ): void {
   (server as Server & { pauseOnConnect: boolean }).pauseOnConnect = true;
   server.removeAllListeners('connection');
+  shared.sourceLimits ??= new SourceLimiter();
+  const limiter = shared.sourceLimits;
   server.on('connection', (socket: SeglbSocket) => {
     const ctx = getContext();
     if (active.size >= ctx.limits.max_connections) {
@@ -72,8 +103,28 @@ export function installVerdictHook(
       socket.resetAndDestroy();
       return;
     }
+    if (!limiter.admitTotal(ctx.limits)) {
+      socket.resetAndDestroy();
+      return;
+    }
     active.add(socket);
-    socket.once('close', () => active.delete(socket));
+    const acceptedAt = performance.now();
+    socket.once('close', () => {
+      active.delete(socket);
+      const state = socket.seglb;
+      if (state !== undefined) {
+        shared.observer.connectionClosed(
+          state,
+          socket.seglbBackend ?? '',
+          socket.bytesRead,
+          socket.bytesWritten,
+          performance.now() - acceptedAt,
+        );
+      }
+      limiter.releaseTotal();
+      const entry = socket.seglbSource;
+      if (entry !== undefined) limiter.release(entry, ctx.limits, Date.now());
+    });
     socket.on('error', ignoreError);
     const peer = normaliseSource(socket.remoteAddress ?? '');
     if (ctx.proxyTrusted?.has(peer)) {
@@ -113,8 +164,40 @@ function judge(
     socket.resetAndDestroy();
     return;
   }
+  // A trusted proxy speaks for many clients: only the process-wide cap applies to it.
+  if (!state.viaTrustedProxy && shared.sourceLimits !== undefined) {
+    const entry = shared.sourceLimits.admitSource(source, ctx.limits, Date.now());
+    if (typeof entry === 'string') {
+      logLimit(shared, ctx, source, entry);
+      socket.resetAndDestroy();
+      return;
+    }
+    if (entry !== null) socket.seglbSource = entry;
+  }
   socket.seglb = state;
   handoff(socket);
+}
+
+/** A refusal by a per-source limit: logged like a deny (rate-limited by log.deny_log_per_second). */
+function logLimit(shared: AcceptShared, ctx: VipContext, source: string, why: LimitRefusal): void {
+  const suppressed = shared.denyLog.take(Date.now());
+  if (suppressed < 0) return;
+  const p = ctx.limits.per_source;
+  shared.log.info(
+    {
+      event: 'limit',
+      segment: ctx.segment.name,
+      vip: ctx.vip.listen,
+      source,
+      limit: why,
+      reason:
+        why === 'source-rate'
+          ? `more than ${p.rate_per_second} new connections per second (burst ${p.burst}) from this source`
+          : `${p.max_connections} connections already open from this source`,
+      suppressed,
+    },
+    'refused by a per-source limit',
+  );
 }
 
 /**
@@ -137,25 +220,32 @@ export function decideConnection(
   if (q !== undefined) {
     if (account) {
       shared.counters.quarantineDenied++;
+      shared.observer.connection(ctx, source, FLOW_DENY, RULE_QUARANTINE, false);
       logDeny(shared, seg, ctx, source, 'quarantine', `quarantined: ${q.reason}`);
     }
     return null;
   }
   const policy = seg.policy;
-  if (account) shared.observed.record(seg.name, source);
+  const firstSeen = account && shared.observed.record(seg.name, source);
   if (seg.xffTrusted?.has(source)) {
+    if (account) shared.observer.connection(ctx, source, FLOW_ALLOW, RULE_TRUSTED_PROXY, firstSeen);
     return { ctx, source, record: policy.defaultRecord, policy, viaTrustedProxy: true, judgeRequests: true };
   }
   const record = policy.lookup(source);
   if (record.verdict === VERDICT_DENY) {
     if (account) {
       policy.count(false, record.rule);
+      const flow = policy.mode === 'enforce' ? FLOW_DENY : FLOW_AUDIT;
+      shared.observer.connection(ctx, source, flow, record.rule, firstSeen);
       logDeny(shared, seg, ctx, source, policy.ruleName(record.rule), 'source not allowed');
     }
     if (policy.mode === 'enforce') return null;
     return { ctx, source, record, policy, viaTrustedProxy: false, judgeRequests: false };
   }
-  if (account && record.verdict !== VERDICT_L7) policy.count(true, record.rule);
+  if (account) {
+    if (record.verdict !== VERDICT_L7) policy.count(true, record.rule);
+    shared.observer.connection(ctx, source, FLOW_ALLOW, record.rule, firstSeen);
+  }
   return {
     ctx,
     source,

@@ -2,6 +2,7 @@
 // and the client address behind trusted proxies. Works on raw [name, value, ...] arrays so that
 // header order, case and duplicates reach the other side as sent.
 
+import type { IncomingHttpHeaders } from 'node:http';
 import { normaliseSource, parseIPv4, parseIPv6 } from '../net/address.ts';
 import type { SourceSet } from '../policy/index.ts';
 
@@ -72,6 +73,8 @@ export interface ForwardingInfo {
  * sets X-Forwarded-For/-Proto/-Host:
  * from an untrusted peer incoming X-Forwarded-* are discarded and replaced; from a trusted proxy they
  * are kept and the peer is appended to X-Forwarded-For (the nginx $proxy_add_x_forwarded_for behaviour).
+ * From an untrusted peer `Forwarded` (RFC 7239) and `X-Real-IP` are dropped too: seglb does not set
+ * them, and a backend that believes them would take the client's word for its own address.
  * @param raw - node's req.rawHeaders: [name, value, name, value, ...]
  * @returns a flat [name, value, ...] array for undici
  */
@@ -105,6 +108,7 @@ export function buildUpstreamHeaders(raw: readonly string[], info: ForwardingInf
       incomingHost ??= value;
       continue;
     }
+    if (!info.trusted && isClientAddressClaim(lower)) continue;
     if (lower === 'host') {
       if (host !== undefined) continue;
       host = value;
@@ -125,6 +129,39 @@ export function buildUpstreamHeaders(raw: readonly string[], info: ForwardingInf
     );
   }
   return out;
+}
+
+/** Headers other than X-Forwarded-* through which a client could claim an address (dropped when untrusted). */
+function isClientAddressClaim(lower: string): boolean {
+  return lower === 'forwarded' || lower === 'x-real-ip';
+}
+
+/**
+ * The forwarding headers of a WebSocket upgrade (proxied by http-proxy-3 from node's header object),
+ * with the same rules as buildUpstreamHeaders: untrusted X-Forwarded-*, Forwarded and X-Real-IP are
+ * replaced or removed; a trusted proxy's are kept and extended. Mutates `headers`.
+ * @param headers - node's req.headers (lowercase names, repeated X-Forwarded-For joined)
+ */
+export function sanitiseUpgradeHeaders(headers: IncomingHttpHeaders, info: ForwardingInfo): void {
+  const incomingXff = info.trusted ? headers['x-forwarded-for'] : undefined;
+  const incomingProto = info.trusted ? headers['x-forwarded-proto'] : undefined;
+  const incomingHost = info.trusted ? headers['x-forwarded-host'] : undefined;
+  delete headers['x-forwarded-for'];
+  delete headers['x-forwarded-proto'];
+  delete headers['x-forwarded-host'];
+  if (!info.trusted) {
+    delete headers.forwarded;
+    delete headers['x-real-ip'];
+  }
+  if (info.xff) headers['x-forwarded-for'] = incomingXff ? `${incomingXff}, ${info.peer}` : info.client;
+  else if (incomingXff) headers['x-forwarded-for'] = incomingXff;
+  if (info.xfProto) headers['x-forwarded-proto'] = firstValue(incomingProto) ?? info.proto;
+  const host = firstValue(incomingHost) ?? headers.host;
+  if (info.xfHost && host !== undefined) headers['x-forwarded-host'] = host;
+}
+
+function firstValue(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v;
 }
 
 /**

@@ -10,7 +10,7 @@ import {
   type ServerResponse,
   STATUS_CODES,
 } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
+import { createServer as createHttpsServer, Agent as HttpsAgent } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import { createProxyServer, type ProxyServer } from 'http-proxy-3';
@@ -18,9 +18,17 @@ import type { Dispatcher } from 'undici';
 import type { TlsMaterial } from '../config/index.ts';
 import { PoolError } from '../errors.ts';
 import { parseEndpoint } from '../net/endpoint.ts';
-import { normaliseRequestPath, VERDICT_L7, type VerdictRecord } from '../policy/index.ts';
-import type { Backend } from '../pools/index.ts';
-import { resolveAllowedAddress } from '../pools/index.ts';
+import {
+  FLOW_ALLOW,
+  FLOW_AUDIT,
+  FLOW_DENY,
+  type FlowVerdict,
+  RULE_QUARANTINE,
+  RULE_TRUSTED_PROXY,
+} from '../observe/index.ts';
+import { normaliseRequestPath, VERDICT_DENY, VERDICT_L7, type VerdictRecord } from '../policy/index.ts';
+import type { AssignHandler, Backend, PickRequest, QueueTicket } from '../pools/index.ts';
+import { BACKEND_FULL, resolveAllowedAddress } from '../pools/index.ts';
 import {
   type AcceptShared,
   type ConnectionState,
@@ -29,13 +37,15 @@ import {
   logDeny,
   type SeglbSocket,
 } from './accept.ts';
+import { installStallGuard } from './client-stall.ts';
 import type { SegmentRuntime, VipContext } from './context.ts';
 import {
   buildDownstreamHeaders,
   buildUpstreamHeaders,
   clientFromForwardedFor,
-  hasDuplicateHost,
+  sanitiseUpgradeHeaders,
 } from './http-headers.ts';
+import { checkRequestHead } from './request-checks.ts';
 
 type Req = IncomingMessage & { socket: SeglbSocket };
 
@@ -67,6 +77,10 @@ export class HttpVip {
   #wsProxy: ProxyServer | null = null;
   /** SNI certificate lookup of an HTTPS VIP (swapped when certificates change on reload). */
   #sni: { lookup(name: string): SecureContext } | null = null;
+  /** Client, verdict and rule of the request being handled, for its flow record (set, then read at once). */
+  #flowSource = '';
+  #flowVerdict: FlowVerdict = FLOW_ALLOW;
+  #flowRule = 0;
 
   /**
    * @param ctx - the VIP's context in the current snapshot
@@ -87,6 +101,9 @@ export class HttpVip {
       requireHostHeader: true,
       joinDuplicateHeaders: false,
       noDelay: true,
+      // Only WebSocket upgrades become tunnels; any other Upgrade (h2c above all: a tunnel to the
+      // backend's HTTP/2 that no L7 rule would see) is served as a plain request, Upgrade dropped.
+      shouldUpgradeCallback: isWebSocketUpgrade,
     };
     const onRequest = (req: IncomingMessage, res: ServerResponse) => this.#onRequest(req as Req, res);
     if (tls) {
@@ -128,6 +145,9 @@ export class HttpVip {
       this.active,
     );
     this.server.on('upgrade', (req: Req, socket: Socket, head: Buffer) => this.#onUpgrade(req, socket, head));
+    installStallGuard(this.server, t.client_stall_ms, () => {
+      shared.counters.clientStalled = (shared.counters.clientStalled ?? 0) + 1;
+    });
   }
 
   /**
@@ -168,6 +188,14 @@ export class HttpVip {
   }
 
   #onRequest(req: Req, res: ServerResponse): void {
+    // A pipelined request waits for the response before it (node parses ahead and queues its
+    // response without a socket): one client connection never holds more than one backend request,
+    // so pipelining cannot multiply what a (slow-reading) client ties up, as in HAProxy.
+    if (res.socket === null) {
+      res.once('socket', () => this.#onRequest(req, res));
+      return;
+    }
+    const t0 = performance.now();
     let conn = req.socket.seglb;
     if (conn === undefined) {
       res.destroy();
@@ -187,14 +215,19 @@ export class HttpVip {
     const seg = conn.ctx.segment;
     seg.counters.requests++;
     if (this.#draining) res.shouldKeepAlive = false;
-    if (hasDuplicateHost(req.rawHeaders)) {
+    this.#flowFromConnection(conn);
+    const refusal = checkRequestHead(req);
+    if (refusal !== null) {
+      this.#shared.counters.requestsRefused = (this.#shared.counters.requestsRefused ?? 0) + 1;
       res.shouldKeepAlive = false;
-      sendError(res, seg, 400, 'more than one Host header');
+      sendError(res, seg, refusal[0], refusal[1]);
+      this.#requestFlow(conn.ctx, refusal[0], t0);
       return;
     }
     const source = this.#judge(req, conn, seg);
     if (source === null) {
       sendError(res, seg, 403, 'request not allowed by segment policy');
+      this.#requestFlow(conn.ctx, 403, t0);
       return;
     }
     let path = req.url ?? '/';
@@ -202,6 +235,7 @@ export class HttpVip {
       const origin = originForm(path);
       if (origin === null) {
         sendError(res, seg, 400, 'invalid request target');
+        this.#requestFlow(conn.ctx, 400, t0);
         return;
       }
       path = origin;
@@ -219,7 +253,42 @@ export class HttpVip {
       req.headers['content-length'] !== undefined
         ? req.headers['content-length'] !== '0'
         : req.headers['transfer-encoding'] !== undefined;
-    new ForwardRequest(req, res, seg, path, headers, hasBody, this.#shared).start(null);
+    const forward = new ForwardRequest(
+      req,
+      res,
+      seg,
+      path,
+      headers,
+      hasBody,
+      this.#shared,
+      source,
+      this.#proto === 'https',
+    );
+    forward.observe(conn.ctx, this.#flowSource, this.#flowVerdict, this.#flowRule, t0);
+    forward.start(null);
+  }
+
+  /** Flow fields from the connection's verdict (a request that is not judged on its own). */
+  #flowFromConnection(conn: ConnectionState): void {
+    this.#flowSource = conn.source;
+    this.#flowVerdict = conn.record.verdict === VERDICT_DENY ? FLOW_AUDIT : FLOW_ALLOW;
+    this.#flowRule = conn.viaTrustedProxy ? RULE_TRUSTED_PROXY : conn.record.rule;
+  }
+
+  /** Flow record of a request answered by seglb itself (no backend). */
+  #requestFlow(ctx: VipContext, status: number, t0: number): void {
+    this.#shared.observer.request(
+      ctx,
+      this.#flowSource,
+      this.#flowVerdict,
+      this.#flowRule,
+      '',
+      status,
+      0,
+      0,
+      performance.now() - t0,
+      -1,
+    );
   }
 
   /**
@@ -252,6 +321,9 @@ export class HttpVip {
       source = clientFromForwardedFor(req.headers['x-forwarded-for'], conn.source, seg.xffTrusted as never);
       const q = this.#shared.quarantine.match(source);
       if (q !== undefined) {
+        this.#flowSource = source;
+        this.#flowVerdict = FLOW_DENY;
+        this.#flowRule = RULE_QUARANTINE;
         this.#shared.counters.quarantineDenied++;
         logDeny(this.#shared, seg, conn.ctx, source, 'quarantine', `quarantined: ${q.reason}`);
         return null;
@@ -266,6 +338,9 @@ export class HttpVip {
       headers: req.headers,
     });
     policy.count(verdict.allowed, verdict.rule);
+    this.#flowSource = source;
+    this.#flowRule = verdict.rule;
+    this.#flowVerdict = verdict.allowed ? FLOW_ALLOW : policy.mode === 'enforce' ? FLOW_DENY : FLOW_AUDIT;
     if (!verdict.allowed) {
       logDeny(this.#shared, seg, conn.ctx, source, policy.ruleName(verdict.rule), 'request not allowed', {
         method: req.method,
@@ -293,25 +368,47 @@ export class HttpVip {
     }
     const seg = conn.ctx.segment;
     seg.counters.requests++;
+    const refusal = checkRequestHead(req);
+    if (refusal !== null) {
+      this.#shared.counters.requestsRefused = (this.#shared.counters.requestsRefused ?? 0) + 1;
+      rawError(socket, refusal[0], refusal[1]);
+      return;
+    }
+    const t0 = performance.now();
+    this.#flowFromConnection(conn);
     const source = this.#judge(req, conn, seg);
+    // An upgrade's flow record is written when it is judged (101: handed on to the backend).
+    this.#requestFlow(conn.ctx, source === null ? 403 : 101, t0);
     if (source === null) {
       seg.counters.responses403++;
       rawError(socket, 403, 'request not allowed by segment policy');
       return;
     }
-    const backend = seg.pool.acquire(null);
-    if (backend === null) {
+    // Upgrades do not wait in the pool queue: a tunnel holds its backend for a long time.
+    const pick: PickRequest = {
+      source,
+      path: req.url ?? '/',
+      headers: req.headers,
+      secure: this.#proto === 'https',
+      setCookie: null,
+    };
+    const backend = seg.pool.tryAcquire(pick, null);
+    if (backend === null || backend === BACKEND_FULL) {
       seg.counters.responses503++;
-      rawError(socket, 503, `no usable backend in pool ${seg.pool.name}`);
+      const why = backend === null ? 'no usable backend' : 'every backend at max_connections';
+      rawError(socket, 503, `${why} in pool ${seg.pool.name}`);
       return;
     }
     socket.once('close', () => seg.pool.release(backend));
-    const xff =
-      conn.viaTrustedProxy && req.headers['x-forwarded-for']
-        ? `${req.headers['x-forwarded-for']}, ${conn.source}`
-        : source;
-    if (seg.forwarded.x_forwarded_for) req.headers['x-forwarded-for'] = xff;
-    if (seg.forwarded.x_forwarded_proto) req.headers['x-forwarded-proto'] = this.#proto;
+    sanitiseUpgradeHeaders(req.headers, {
+      client: source,
+      peer: conn.source,
+      trusted: conn.viaTrustedProxy,
+      proto: this.#proto,
+      xff: seg.forwarded.x_forwarded_for,
+      xfProto: seg.forwarded.x_forwarded_proto,
+      xfHost: seg.forwarded.x_forwarded_host,
+    });
     resolveAllowedAddress(
       backend.endpoint.host,
       seg.backendSubnets,
@@ -328,7 +425,22 @@ export class HttpVip {
         }
         const host = address.includes(':') ? `[${address}]` : address;
         this.#wsProxy ??= this.#createWsProxy();
-        this.#wsProxy.ws(req, socket, head, { target: `http://${host}:${backend.endpoint.port}` });
+        const tls = backend.tls;
+        if (tls === null) {
+          this.#wsProxy.ws(req, socket, head, { target: `http://${host}:${backend.endpoint.port}` });
+          return;
+        }
+        // The agent's options win over the request's in node, so SNI is the pool's servername
+        // (or none for an IP backend), never the client's Host header.
+        this.#wsProxy.ws(req, socket, head, {
+          target: `https://${host}:${backend.endpoint.port}`,
+          secure: tls.rejectUnauthorized,
+          agent: new HttpsAgent({
+            servername: tls.servername ?? '',
+            ca: tls.ca,
+            rejectUnauthorized: tls.rejectUnauthorized,
+          }),
+        });
       },
     );
   }
@@ -356,7 +468,17 @@ export class HttpVip {
  * back with backpressure, retries on another backend when the request never reached one.
  * Implements undici's DispatchHandler (onRequestStart ... onResponseEnd/onResponseError).
  */
-class ForwardRequest implements Dispatcher.DispatchHandler {
+class ForwardRequest implements Dispatcher.DispatchHandler, PickRequest, AssignHandler {
+  /** PickRequest: the client address (after trusted X-Forwarded-For), for stickiness and hashing. */
+  readonly source: string;
+  /** PickRequest: the request target (origin-form). */
+  readonly path: string;
+  /** PickRequest: the client's request headers (hash key, sticky cookie). */
+  readonly headers: IncomingMessage['headers'];
+  /** PickRequest: the client came over HTTPS (the sticky cookie gets Secure). */
+  readonly secure: boolean;
+  /** PickRequest: a sticky cookie the response must set, or null (set by the pool). */
+  setCookie: string | null = null;
   readonly #req: Req;
   readonly #res: ServerResponse;
   readonly #seg: SegmentRuntime;
@@ -369,6 +491,23 @@ class ForwardRequest implements Dispatcher.DispatchHandler {
   #attempt = 0;
   #done = false;
   #responded = false;
+  /** Waiting in the pool queue (every backend at max_connections), else null. */
+  #ticket: QueueTicket | null = null;
+  /** On a retry: the status and reason to answer if no other backend takes it. */
+  #lastError: [number, string] | null = null;
+  /** The retry budget granted this request a retry (counted until it ends). */
+  #retried = false;
+  #poolEnded = false;
+  // Flow record (src/observe), set by observe() and written when the response closes.
+  #flowCtx: VipContext | null = null;
+  #flowSource = '';
+  #flowVerdict: FlowVerdict = FLOW_ALLOW;
+  #flowRule = 0;
+  #t0 = 0;
+  #tDispatch = 0;
+  #backendMs = -1;
+  #bytesOut = 0;
+  #backendName = '';
 
   constructor(
     req: Req,
@@ -378,6 +517,8 @@ class ForwardRequest implements Dispatcher.DispatchHandler {
     headers: string[],
     hasBody: boolean,
     shared: AcceptShared,
+    source: string,
+    secure: boolean,
   ) {
     this.#req = req;
     this.#res = res;
@@ -386,7 +527,21 @@ class ForwardRequest implements Dispatcher.DispatchHandler {
     this.#headers = headers;
     this.#hasBody = hasBody;
     this.#shared = shared;
+    this.source = source;
+    this.path = path;
+    this.headers = req.headers;
+    this.secure = secure;
+    seg.pool.requestStarted();
     res.once('close', this.#onClientClose);
+  }
+
+  /** Sets the flow record's fields; the record is written when the response closes. */
+  observe(ctx: VipContext, source: string, verdict: FlowVerdict, rule: number, t0: number): void {
+    this.#flowCtx = ctx;
+    this.#flowSource = source;
+    this.#flowVerdict = verdict;
+    this.#flowRule = rule;
+    this.#t0 = t0;
   }
 
   /**
@@ -394,14 +549,29 @@ class ForwardRequest implements Dispatcher.DispatchHandler {
    * @param lastError - on a retry, the status and reason to answer if no other backend is usable
    */
   start(avoid: Backend | null, lastError: [number, string] | null = null): void {
+    this.#lastError = lastError;
+    this.#ticket = this.#seg.pool.assign(this, avoid, this);
+  }
+
+  /** AssignHandler: no backend (none usable, queue full or timed out). */
+  onRejected(status: 503, reason: string): void {
+    this.#ticket = null;
+    const last = this.#lastError;
+    if (last !== null) this.#fail(last[0], last[1]);
+    else this.#fail(status, reason);
+  }
+
+  /** AssignHandler: a backend was assigned (at once, or after waiting in the queue). */
+  onAssigned(backend: Backend): void {
+    this.#ticket = null;
     const pool = this.#seg.pool;
-    const backend = pool.acquire(avoid);
-    if (backend === null) {
-      if (lastError !== null) this.#fail(lastError[0], lastError[1]);
-      else this.#fail(503, `no usable backend in pool ${pool.name}`);
+    if (this.#done) {
+      pool.release(backend);
       return;
     }
     this.#backend = backend;
+    this.#backendName = backend.name;
+    this.#tDispatch = performance.now();
     this.#controller = null;
     this.#responded = false;
     const req = this.#req;
@@ -433,15 +603,19 @@ class ForwardRequest implements Dispatcher.DispatchHandler {
     const raw = (controller as unknown as { rawHeaders: (Buffer | string)[] }).rawHeaders ?? [];
     const res = this.#res;
     this.#responded = true;
+    if (this.#backend !== null) this.#seg.pool.reportResponse(this.#backend, statusCode);
+    const headers = buildDownstreamHeaders(raw);
+    if (this.setCookie !== null) headers.push('set-cookie', this.setCookie);
     try {
-      if (statusMessage) res.writeHead(statusCode, statusMessage, buildDownstreamHeaders(raw));
-      else res.writeHead(statusCode, buildDownstreamHeaders(raw));
+      if (statusMessage) res.writeHead(statusCode, statusMessage, headers);
+      else res.writeHead(statusCode, headers);
     } catch {
       controller.abort(new Error('invalid response head from backend'));
     }
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.#bytesOut += chunk.length;
     if (!this.#res.write(chunk)) {
       controller.pause();
       this.#res.once('drain', this.#resume);
@@ -449,6 +623,7 @@ class ForwardRequest implements Dispatcher.DispatchHandler {
   }
 
   onResponseEnd(): void {
+    this.#backendMs = performance.now() - this.#tDispatch;
     this.#finish();
     this.#res.end();
   }
@@ -461,7 +636,13 @@ class ForwardRequest implements Dispatcher.DispatchHandler {
     if (backend !== null && code === 'SEGLB_POOL_OUTBOUND_DENIED') this.#seg.counters.outboundDenied++;
     if (!this.#responded && !this.#res.headersSent) {
       const neverSent = CONNECT_ERRORS.has(code);
-      if (neverSent && backend) this.#seg.pool.recordFailure(backend);
+      const pool = this.#seg.pool;
+      // Outlier detection: a connection that failed or broke before a response counts against the
+      // backend; a response timeout counts as the 504 it becomes.
+      if (backend !== null && code !== 'SEGLB_POOL_OUTBOUND_DENIED') {
+        if (neverSent || isResetBeforeResponse(code)) pool.reportConnectFailure(backend);
+        else if (code === 'UND_ERR_HEADERS_TIMEOUT') pool.reportResponse(backend, 504);
+      }
       const bodyUntouched = !this.#hasBody || !this.#req.readableDidRead;
       const retriable =
         bodyUntouched &&
@@ -471,14 +652,15 @@ class ForwardRequest implements Dispatcher.DispatchHandler {
         { segment: this.#seg.name, backend: backend?.name, code, err: err.message },
         outcome[1],
       );
-      if (
-        retriable &&
-        this.#attempt < this.#seg.pool.config.retries &&
-        code !== 'SEGLB_POOL_OUTBOUND_DENIED'
-      ) {
-        this.#attempt++;
-        this.#seg.counters.retries++;
-        this.start(backend, outcome);
+      if (retriable && this.#attempt < pool.config.retries && code !== 'SEGLB_POOL_OUTBOUND_DENIED') {
+        if (pool.tryRetry(this.#retried)) {
+          this.#retried = true;
+          this.#attempt++;
+          this.#seg.counters.retries++;
+          this.start(backend, outcome);
+          return;
+        }
+        this.#fail(outcome[0], `${outcome[1]} (not retried: retry budget of pool ${pool.name} spent)`);
         return;
       }
       this.#fail(outcome[0], outcome[1]);
@@ -495,6 +677,26 @@ class ForwardRequest implements Dispatcher.DispatchHandler {
     }
   }
 
+  /** Writes the request's flow record (once, when the response closes). */
+  #recordFlow(): void {
+    const ctx = this.#flowCtx;
+    if (ctx === null) return;
+    this.#flowCtx = null;
+    const res = this.#res;
+    this.#shared.observer.request(
+      ctx,
+      this.#flowSource,
+      this.#flowVerdict,
+      this.#flowRule,
+      this.#backendName,
+      res.headersSent ? res.statusCode : 0,
+      this.#hasBody ? Number(this.#req.headers['content-length']) || 0 : 0,
+      this.#bytesOut,
+      performance.now() - this.#t0,
+      this.#backendMs,
+    );
+  }
+
   #fail(status: number, reason: string): void {
     sendError(this.#res, this.#seg, status, reason);
   }
@@ -504,6 +706,13 @@ class ForwardRequest implements Dispatcher.DispatchHandler {
   };
 
   readonly #onClientClose = (): void => {
+    this.#recordFlow();
+    this.#ticket?.cancel();
+    this.#ticket = null;
+    if (!this.#poolEnded) {
+      this.#poolEnded = true;
+      this.#seg.pool.requestEnded(this.#retried);
+    }
     if (this.#res.writableFinished) return;
     this.#done = true;
     this.#controller?.abort(new Error('client went away'));
@@ -578,11 +787,23 @@ function outboundObserver(seg: SegmentRuntime, shared: AcceptShared) {
   };
 }
 
-/** `Host` header value without port, lowercase (`[::1]:80` -> `[::1]`). */
+/**
+ * `Host` header value without port and without a trailing dot, lowercase (`[::1]:80` -> `[::1]`,
+ * `Admin.Example.com.:80` -> `admin.example.com`): the fully qualified spelling names the same host
+ * to DNS and to most servers (nginx strips the dot), so it must meet the same host rules.
+ */
 function hostWithoutPort(host: string | undefined): string {
   if (!host) return '';
   const end = host.startsWith('[') ? host.indexOf(']') + 1 : host.indexOf(':');
-  return (end > 0 ? host.slice(0, end) : host).toLowerCase();
+  let name = end > 0 ? host.slice(0, end) : host;
+  if (name.length > 1 && name.charCodeAt(name.length - 1) === 46 /* . */) name = name.slice(0, -1);
+  return name.toLowerCase();
+}
+
+/** node's shouldUpgradeCallback: only `Upgrade: websocket` is tunnelled (see the server options). */
+function isWebSocketUpgrade(req: IncomingMessage): boolean {
+  const upgrade = req.headers.upgrade;
+  return upgrade !== undefined && upgrade.toLowerCase() === 'websocket';
 }
 
 /** Converts an absolute-form target (RFC 9112 §3.2.2) to origin-form; null when invalid. */

@@ -3,8 +3,9 @@
 // passed on while the other direction keeps flowing), as HAProxy `mode tcp` does.
 
 import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { parseEndpoint } from '../net/endpoint.ts';
-import type { Backend } from '../pools/index.ts';
+import type { AssignHandler, Backend, PickRequest, QueueTicket } from '../pools/index.ts';
 import { resolveAllowedAddress } from '../pools/index.ts';
 import { type AcceptShared, installVerdictHook, type SeglbSocket } from './accept.ts';
 import type { SegmentRuntime, VipContext } from './context.ts';
@@ -25,7 +26,7 @@ export class TcpVip {
       this.server,
       () => this.#ctx,
       shared,
-      (socket) => this.#proxy(socket, null, 0),
+      (socket) => this.#proxy(socket),
       this.active,
     );
   }
@@ -48,27 +49,72 @@ export class TcpVip {
 
   /**
    * Dials a backend for an allowed client socket (still paused) and pipes both ways.
-   * A refused or timed-out dial moves on to another backend up to the pool's `retries`.
+   * A refused or timed-out dial moves on to another backend up to the pool's `retries` (within its
+   * retry budget); while every backend is at max_connections the connection waits in the pool queue.
    */
-  #proxy(client: SeglbSocket, avoid: Backend | null, attempt: number): void {
+  #proxy(client: SeglbSocket): void {
     const conn = client.seglb;
     if (conn === undefined || client.destroyed) {
       client.destroy();
       return;
     }
-    const seg = conn.ctx.segment;
-    const t = conn.ctx.timeouts;
-    const backend = seg.pool.acquire(avoid);
-    if (backend === null) {
-      seg.counters.responses503++;
-      this.#shared.log.warn(
-        { segment: seg.name, source: conn.source },
-        `no usable backend in pool ${seg.pool.name}`,
-      );
-      client.destroy();
+    new TcpForward(client, conn.ctx, conn.source, this.#shared).start(null);
+  }
+}
+
+/**
+ * One proxied TCP connection: picks a backend through the pool (stickiness, queue), dials it (TLS
+ * when the pool says so), reports connect outcomes for outlier detection, and retries elsewhere
+ * when the connect fails.
+ * Implements the pool's PickRequest (source address only) and AssignHandler.
+ */
+class TcpForward implements PickRequest, AssignHandler {
+  readonly source: string;
+  readonly path = '';
+  readonly headers = null;
+  readonly secure = false;
+  setCookie: string | null = null;
+  readonly #client: SeglbSocket;
+  readonly #seg: SegmentRuntime;
+  readonly #ctx: VipContext;
+  readonly #shared: AcceptShared;
+  #attempt = 0;
+  /** The retry budget allowed this connection a retry. */
+  #retried = false;
+  #ticket: QueueTicket | null = null;
+  #ended = false;
+
+  constructor(client: SeglbSocket, ctx: VipContext, source: string, shared: AcceptShared) {
+    this.#client = client;
+    this.#ctx = ctx;
+    this.#seg = ctx.segment;
+    this.source = source;
+    this.#shared = shared;
+    this.#seg.pool.requestStarted();
+    client.once('close', this.#onClientClose);
+  }
+
+  start(avoid: Backend | null): void {
+    this.#ticket = this.#seg.pool.assign(this, avoid, this);
+  }
+
+  onRejected(_status: 503, reason: string): void {
+    this.#ticket = null;
+    this.#seg.counters.responses503++;
+    this.#shared.log.warn({ segment: this.#seg.name, source: this.source }, reason);
+    this.#client.destroy();
+  }
+
+  onAssigned(backend: Backend): void {
+    this.#ticket = null;
+    const seg = this.#seg;
+    const client = this.#client;
+    if (client.destroyed) {
+      seg.pool.release(backend);
       return;
     }
-    if (attempt === 0) seg.counters.tcpConnections++;
+    if (this.#attempt === 0) seg.counters.tcpConnections++;
+    client.seglbBackend = backend.name;
     resolveAllowedAddress(
       backend.endpoint.host,
       seg.backendSubnets,
@@ -87,46 +133,73 @@ export class TcpVip {
           client.destroy();
           return;
         }
-        const upstream = connect({
-          host: address,
-          port: backend.endpoint.port,
-          allowHalfOpen: true,
-          noDelay: true,
-        });
-        const connectTimer = setTimeout(
-          () => upstream.destroy(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' })),
-          t.backend_connect_ms,
-        );
-        let connected = false;
-        upstream.once('connect', () => {
-          connected = true;
-          clearTimeout(connectTimer);
-          pipeBoth(client, upstream, t.tcp_idle_ms);
-        });
-        upstream.once('error', (e: NodeJS.ErrnoException) => {
-          clearTimeout(connectTimer);
-          if (!connected) {
-            seg.pool.recordFailure(backend);
-            if (attempt < seg.pool.config.retries && !client.destroyed) {
-              seg.counters.retries++;
-              releaseOnce(seg, backend, upstream);
-              this.#proxy(client, backend, attempt + 1);
-              return;
-            }
-            this.#shared.log.warn(
-              { segment: seg.name, backend: backend.name, code: e.code },
-              'backend connection failed',
-            );
-          }
-          client.destroy();
-        });
-        upstream.once('close', () => {
-          clearTimeout(connectTimer);
-          if (connected || client.destroyed) releaseOnce(seg, backend, upstream);
-        });
+        this.#dial(backend, address);
       },
     );
   }
+
+  #dial(backend: Backend, address: string): void {
+    const seg = this.#seg;
+    const client = this.#client;
+    const t = this.#ctx.timeouts;
+    const tls = backend.tls;
+    const upstream: Socket = tls
+      ? tlsConnect({
+          host: address,
+          port: backend.endpoint.port,
+          servername: tls.servername,
+          ca: tls.ca,
+          rejectUnauthorized: tls.rejectUnauthorized,
+        })
+      : connect({ host: address, port: backend.endpoint.port, allowHalfOpen: true, noDelay: true });
+    const connectTimer = setTimeout(
+      () => upstream.destroy(Object.assign(new Error('connect timeout'), { code: 'ETIMEDOUT' })),
+      t.backend_connect_ms,
+    );
+    let connected = false;
+    upstream.once(tls ? 'secureConnect' : 'connect', () => {
+      connected = true;
+      clearTimeout(connectTimer);
+      seg.pool.reportConnected(backend);
+      if (tls) upstream.setNoDelay(true);
+      pipeBoth(client, upstream, t.tcp_idle_ms);
+    });
+    upstream.once('error', (e: NodeJS.ErrnoException) => {
+      clearTimeout(connectTimer);
+      if (!connected) {
+        seg.pool.reportConnectFailure(backend);
+        if (
+          this.#attempt < seg.pool.config.retries &&
+          !client.destroyed &&
+          seg.pool.tryRetry(this.#retried)
+        ) {
+          this.#retried = true;
+          this.#attempt++;
+          seg.counters.retries++;
+          releaseOnce(seg, backend, upstream);
+          this.start(backend);
+          return;
+        }
+        this.#shared.log.warn(
+          { segment: seg.name, backend: backend.name, code: e.code },
+          'backend connection failed',
+        );
+      }
+      client.destroy();
+    });
+    upstream.once('close', () => {
+      clearTimeout(connectTimer);
+      if (connected || client.destroyed) releaseOnce(seg, backend, upstream);
+    });
+  }
+
+  readonly #onClientClose = (): void => {
+    this.#ticket?.cancel();
+    this.#ticket = null;
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#seg.pool.requestEnded(this.#retried);
+  };
 }
 
 const released = new WeakSet<Socket>();

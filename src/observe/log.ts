@@ -20,12 +20,12 @@ export function createLogger(config: Pick<LogConfig, 'level' | 'format'>, destin
     base: { pid: process.pid },
     redact: { paths: ['*.key', '*.token', '*.authorization', 'key', 'token'], censor: '[redacted]' },
   };
+  const out = failSafeDestination(destination);
   if (config.format === 'pretty') {
     return pino(
       options,
       pretty({
-        destination,
-        sync: true,
+        destination: out,
         colorize: false,
         singleLine: true,
         translateTime: 'SYS:HH:MM:ss.l',
@@ -33,7 +33,36 @@ export function createLogger(config: Pick<LogConfig, 'level' | 'format'>, destin
       }),
     );
   }
-  return pino(options, pino.destination({ dest: destination, sync: true }));
+  return pino(options, out);
+}
+
+/** Log bytes held while the destination cannot be written; beyond this, lines are dropped. */
+const LOG_BACKLOG_BYTES = 1 << 20;
+
+/**
+ * A synchronous destination that never throws: when the log cannot be written (disk full, stdout
+ * closed), log calls on the data path must not become exceptions that take the process down. Up to
+ * LOG_BACKLOG_BYTES wait (written when the destination recovers), further lines are dropped, and
+ * stderr says so at the first failure and every 1000th after. See docs/security.md.
+ */
+function failSafeDestination(fd: number): ReturnType<typeof pino.destination> {
+  const out = pino.destination({ dest: fd, sync: true, maxLength: LOG_BACKLOG_BYTES });
+  let failures = 0;
+  let dropped = 0;
+  out.on('drop', () => {
+    dropped++;
+  });
+  out.on('error', (err: NodeJS.ErrnoException) => {
+    if (failures++ % 1000 !== 0) return;
+    try {
+      process.stderr.write(
+        `seglb: log write failed (${err.code ?? err.message}); lines are held up to ${LOG_BACKLOG_BYTES} bytes, then dropped (${dropped} so far)\n`,
+      );
+    } catch {
+      // stderr is gone too: nothing left to tell.
+    }
+  });
+  return out;
 }
 
 /**

@@ -28,8 +28,11 @@ export class ObservedSources {
     this.#now = now;
   }
 
-  /** Notes one connection from `source` (normalised) to `segment`. */
-  record(segment: string, source: string): void {
+  /**
+   * Notes one connection from `source` (normalised) to `segment`.
+   * @returns true when the source was not remembered for the segment (new, or evicted since)
+   */
+  record(segment: string, source: string): boolean {
     let m = this.#perSegment.get(segment);
     if (m === undefined) {
       m = new Map();
@@ -42,13 +45,14 @@ export class ObservedSources {
       e.connections++;
       e.lastSeen = now;
       m.set(source, e);
-      return;
+      return false;
     }
     if (m.size >= this.#max) {
       const oldest = m.keys().next().value;
       if (oldest !== undefined) m.delete(oldest);
     }
     m.set(source, { connections: 1, lastSeen: now });
+    return true;
   }
 
   /**

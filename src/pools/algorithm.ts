@@ -1,6 +1,7 @@
-// The contract every load-balancing algorithm implements (HAProxy `struct lb_ops` style), plus the one
-// shared rule all of them obey: backups serve only when no primary is usable (HAProxy `lb_fwrr-t.h`
-// keeps an active and a backup group). Algorithms precompute from `selectActiveGroup()` on change.
+// The contract every load-balancing algorithm implements (HAProxy `struct lb_ops` style), plus the
+// shared rules all of them obey: backups serve only when no primary is usable (HAProxy `lb_fwrr-t.h`
+// keeps an active and a backup group), and a member at its max_connections is skipped (HAProxy
+// `srv_dynamic_maxconn`). Algorithms precompute from `selectActiveGroup()` on change.
 
 /** One backend as the algorithms see it. The pool owns these objects and mutates inflight/usable. */
 export interface PoolMember {
@@ -16,24 +17,39 @@ export interface PoolMember {
   usable: boolean;
   /** A backup serves only when no non-backup member is usable. */
   readonly backup: boolean;
+  /** Most requests/connections at once; 0 means no limit. A member at its limit is "full" (isFull). */
+  readonly maxConnections: number;
+  /** Stable identity that hash algorithms place in their tables (the backend address). */
+  readonly key: string;
+}
+
+/** True when `m` has a connection limit and is at it: picks skip it, the pool queues instead. */
+export function isFull(m: PoolMember): boolean {
+  return m.maxConnections > 0 && m.inflight >= m.maxConnections;
 }
 
 /**
  * What a pick returns; picking never throws (HAProxy `assign_server()` returns a status the same way).
  * `ok` outcomes are shared, frozen objects precomputed per member: read them, never mutate or keep them.
+ * `full`: usable members exist but every one is at its max_connections (the caller queues);
+ * `none`: no member is usable at all (the caller answers 503).
  */
-export type PickOutcome = { kind: 'ok'; member: PoolMember } | { kind: 'none' };
+export type PickOutcome = { kind: 'ok'; member: PoolMember } | { kind: 'full' } | { kind: 'none' };
 
 /** One running instance of an algorithm over one pool's members. Not shared between pools. */
 export interface LbAlgorithm {
   /**
-   * Picks a usable member, avoiding `avoid` (the one that just failed, HAProxy's `srvtoavoid`) when
-   * another member of the active group is usable; if `avoid` is the only one, it is returned (a retry
-   * on the same server beats no server). Returns `{ kind: 'none' }` when nothing is usable. Never throws,
-   * allocates nothing. A member whose `usable` went false without onMembersChanged() is skipped and
-   * triggers the rebuild itself; one that went true is only seen after onMembersChanged().
+   * Picks a usable member that is not full, avoiding `avoid` (the one that just failed, HAProxy's
+   * `srvtoavoid`) when another such member of the active group exists; if `avoid` is the only one, it
+   * is returned (a retry on the same server beats no server). Returns `{ kind: 'full' }` when usable
+   * members exist but all are full, `{ kind: 'none' }` when nothing is usable. Never throws, allocates
+   * nothing. A member whose `usable` went false without onMembersChanged() is skipped and triggers the
+   * rebuild itself; one that went true is only seen after onMembersChanged().
+   * @param avoid - the member that just failed for this request, or null
+   * @param hash - a 32-bit unsigned hash of the request key (source address, header, cookie or path),
+   *   computed by the pool; read only by algorithms whose descriptor has `needsKey`, others get 0
    */
-  pick(avoid: PoolMember | null): PickOutcome;
+  pick(avoid: PoolMember | null, hash: number): PickOutcome;
   /** The set of usable members changed (health, drain) or weights changed: rebuild precomputed tables. */
   onMembersChanged(): void;
   /** A request/connection was assigned to `m` (after the pool incremented `m.inflight`). Optional. */
@@ -51,20 +67,40 @@ export interface LbAlgorithmDescriptor {
    * without re-creating it (HAProxy's "dynamic" algorithms); false when weights are ignored.
    */
   readonly dynamicWeights: boolean;
-  /** True when picking needs a request key (hashing algorithms); none of the current ones do. */
+  /** True when picking reads the request key hash (source_hash, consistent_hash): the pool computes it. */
   readonly needsKey: boolean;
   /**
    * Creates an instance over `members`. The array is kept by reference and re-read on every
    * onMembersChanged(), so a pool that edits its list in place must call that afterwards. Does not throw.
+   * @param options - per-pool tuning (only consistent_hash reads it); defaults when absent
    */
-  create(members: readonly PoolMember[]): LbAlgorithm;
+  create(members: readonly PoolMember[], options?: AlgorithmOptions): LbAlgorithm;
 }
 
+/** Per-pool algorithm settings from the config. */
+export interface AlgorithmOptions {
+  /** Slots of the consistent-hash (Maglev) table: a prime (`pools.NAME.hash.table_size`). */
+  readonly hashTableSize: number;
+}
+
+/** Envoy's default Maglev table size (a prime): keys move by ~1/N with up to a few hundred backends. */
+export const DEFAULT_HASH_TABLE_SIZE = 65537;
+
 /** Names of the available algorithms; `algorithms.ts` maps each to its descriptor. */
-export type LbAlgorithmName = 'round_robin' | 'weighted_round_robin' | 'least_connections';
+export type LbAlgorithmName =
+  | 'round_robin'
+  | 'weighted_round_robin'
+  | 'least_connections'
+  | 'random_two_choices'
+  | 'source_hash'
+  | 'consistent_hash'
+  | 'first';
 
 /** The shared `{ kind: 'none' }` outcome (frozen), so no pick allocates. */
 export const PICK_NONE: PickOutcome = Object.freeze({ kind: 'none' });
+
+/** The shared `{ kind: 'full' }` outcome (frozen). */
+export const PICK_FULL: PickOutcome = Object.freeze({ kind: 'full' });
 
 /** Upper bound of a member weight (HAProxy's is 256 too). */
 export const MAX_MEMBER_WEIGHT = 256;

@@ -2,8 +2,12 @@
 // these names and checks compatibility from the descriptor flags (needsKey, dynamicWeights).
 
 import type { LbAlgorithmDescriptor, LbAlgorithmName } from './algorithm.ts';
+import { FIRST } from './first.ts';
 import { LEAST_CONNECTIONS } from './least-conn.ts';
+import { CONSISTENT_HASH } from './maglev.ts';
+import { RANDOM_TWO_CHOICES } from './p2c.ts';
 import { ROUND_ROBIN } from './round-robin.ts';
+import { SOURCE_HASH } from './source-hash.ts';
 import { WEIGHTED_ROUND_ROBIN } from './weighted-rr.ts';
 
 /** Every algorithm seglb offers, by config name (frozen). Adding one means adding a file and a line here. */
@@ -11,6 +15,10 @@ export const LB_ALGORITHMS: Readonly<Record<LbAlgorithmName, LbAlgorithmDescript
   round_robin: ROUND_ROBIN,
   weighted_round_robin: WEIGHTED_ROUND_ROBIN,
   least_connections: LEAST_CONNECTIONS,
+  random_two_choices: RANDOM_TWO_CHOICES,
+  source_hash: SOURCE_HASH,
+  consistent_hash: CONSISTENT_HASH,
+  first: FIRST,
 });
 
 /**

@@ -8,7 +8,7 @@ import type {
   PickOutcome,
   PoolMember,
 } from './algorithm.ts';
-import { PICK_NONE, selectActiveGroup } from './algorithm.ts';
+import { isFull, PICK_FULL, PICK_NONE, selectActiveGroup } from './algorithm.ts';
 
 /**
  * `least_connections`: picks the active-group member with the lowest `inflight / weight` (compared as
@@ -23,7 +23,8 @@ import { PICK_NONE, selectActiveGroup } from './algorithm.ts';
  * first idle member, reading `inflight` live (bench/pools/pick.bench.ts: ~35 ns at 3 busy members, ~80 ns
  * at 16, ~1 µs at 256). Reading live means no onTake/onRelease hooks to miss and nothing to drift when
  * requests started under an older snapshot's instance end under a newer one; weights are
- * read at onMembersChanged(). `avoid` is skipped unless it is the only usable member. No allocation.
+ * read at onMembersChanged(). Full members are skipped; `avoid` is skipped unless it is the only
+ * usable member with room. No allocation.
  */
 export const LEAST_CONNECTIONS: LbAlgorithmDescriptor = Object.freeze({
   name: 'least_connections',
@@ -47,7 +48,7 @@ class WeightedLeastConnections implements LbAlgorithm {
     this.#group = selectActiveGroup(all);
   }
 
-  pick(avoid: PoolMember | null): PickOutcome {
+  pick(avoid: PoolMember | null, _hash: number): PickOutcome {
     const outcome = this.#scan(avoid);
     if (!this.#stale) return outcome;
     this.onMembersChanged(); // a health change the pool has not announced yet: heal and retry once
@@ -68,10 +69,12 @@ class WeightedLeastConnections implements LbAlgorithm {
     let bestInflight = 0;
     let bestWeight = 1;
     let avoided = -1;
+    let full = false;
     let i = this.#next;
     for (let k = 0; k < n; k++) {
       const m = members[i]!;
       if (!m.usable) this.#stale = true;
+      else if (isFull(m)) full = true;
       else if (m === avoid) avoided = i;
       else {
         const w = weights[i]!;
@@ -85,7 +88,7 @@ class WeightedLeastConnections implements LbAlgorithm {
       i = i + 1 === n ? 0 : i + 1;
     }
     if (best < 0) best = avoided;
-    if (best < 0) return PICK_NONE;
+    if (best < 0) return full ? PICK_FULL : PICK_NONE;
     this.#next = best + 1 === n ? 0 : best + 1;
     return outcomes[best]!;
   }

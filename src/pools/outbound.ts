@@ -8,6 +8,7 @@ import { buildConnector } from 'undici';
 import { PoolError } from '../errors.ts';
 import { normaliseSource } from '../net/address.ts';
 import type { SourceSet } from '../policy/index.ts';
+import type { BackendTlsOptions } from './backend-tls.ts';
 
 /** Called with the verdict of every dial-time check, for counters and logs. */
 export type OutboundObserver = (host: string, address: string, allowed: boolean) => void;
@@ -60,13 +61,24 @@ export type Connector = buildConnector.connector;
  * @param connectTimeoutMs - TCP (and TLS) connect timeout, ms
  * @param subnets - allowed destination prefixes
  * @param observe - called with every check's outcome
+ * @param tls - TLS settings when the pool connects with TLS (the dispatcher's origin is https:)
  */
 export function createCheckedConnector(
   connectTimeoutMs: number,
   subnets: SourceSet,
   observe: OutboundObserver,
+  tls: BackendTlsOptions | null = null,
 ): Connector {
-  const base = buildConnector({ timeout: connectTimeoutMs, keepAlive: true, keepAliveInitialDelay: 60_000 });
+  const base = buildConnector({
+    timeout: connectTimeoutMs,
+    keepAlive: true,
+    keepAliveInitialDelay: 60_000,
+    // HTTP/1.1 only: the data path forwards HTTP/1.1 messages and relies on its framing.
+    allowH2: false,
+    ...(tls === null
+      ? {}
+      : { servername: tls.servername, ca: tls.ca, rejectUnauthorized: tls.rejectUnauthorized }),
+  });
   return (options, callback) => {
     resolveAllowedAddress(options.hostname, subnets, observe, (err, address) => {
       if (err) {

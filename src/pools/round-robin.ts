@@ -8,12 +8,13 @@ import type {
   PickOutcome,
   PoolMember,
 } from './algorithm.ts';
-import { PICK_NONE, selectActiveGroup } from './algorithm.ts';
+import { isFull, PICK_FULL, PICK_NONE, selectActiveGroup } from './algorithm.ts';
 
 /**
  * `round_robin`: each usable member of the active group in turn, one request each, weights ignored.
- * Over k·n picks with no avoids every member is picked exactly k times. `avoid` is skipped (the cursor
- * moves past it) unless it is the only usable member. O(1) per pick, no allocation.
+ * Over k·n picks with no avoids every member is picked exactly k times. `avoid` and full members are
+ * skipped (the cursor moves past them); `avoid` is still returned when it is the only usable member
+ * with room. O(1) per pick while members have room, no allocation.
  */
 export const ROUND_ROBIN: LbAlgorithmDescriptor = Object.freeze({
   name: 'round_robin',
@@ -37,7 +38,7 @@ class RoundRobin implements LbAlgorithm {
     this.#group = selectActiveGroup(all);
   }
 
-  pick(avoid: PoolMember | null): PickOutcome {
+  pick(avoid: PoolMember | null, _hash: number): PickOutcome {
     const outcome = this.#scan(avoid);
     if (!this.#stale) return outcome;
     this.onMembersChanged(); // a health change the pool has not announced yet: heal and retry once
@@ -57,15 +58,18 @@ class RoundRobin implements LbAlgorithm {
     const members = this.#group.members;
     const n = members.length;
     let avoided = -1;
+    let full = false;
     let i = this.#next;
     for (let k = 0; k < n; k++) {
       const m = members[i]!;
       if (!m.usable) this.#stale = true;
+      else if (isFull(m)) full = true;
       else if (m === avoid) avoided = i;
       else return this.#take(i);
       i = i + 1 === n ? 0 : i + 1;
     }
-    return avoided < 0 ? PICK_NONE : this.#take(avoided);
+    if (avoided >= 0) return this.#take(avoided);
+    return full ? PICK_FULL : PICK_NONE;
   }
 
   #take(i: number): PickOutcome {

@@ -9,7 +9,7 @@ import type {
   PickOutcome,
   PoolMember,
 } from './algorithm.ts';
-import { PICK_NONE, selectActiveGroup } from './algorithm.ts';
+import { isFull, PICK_FULL, PICK_NONE, selectActiveGroup } from './algorithm.ts';
 
 /**
  * Largest `cycle length × members` for which the cycle is precomputed: about a millisecond of work per
@@ -28,7 +28,7 @@ const MAX_CYCLE_BUILD_STEPS = 1 << 20;
  * `recalc_server_map()` style), so a pick is a table read; pools too large for a table (see
  * MAX_CYCLE_BUILD_STEPS) run the same step per pick, as nginx does. Either way the sequence restarts
  * from the top after a rebuild, as after an nginx reload. `avoid` is skipped (nginx skips peers already
- * tried) unless it is the only usable member. Unlike nginx, there is no `effective_weight` back-off on
+ * tried) unless it is the only usable member with room; full members sit their turn out. Unlike nginx, there is no `effective_weight` back-off on
  * failure: health and outlier detection decide `usable` instead. No allocation per pick.
  */
 export const WEIGHTED_ROUND_ROBIN: LbAlgorithmDescriptor = Object.freeze({
@@ -59,7 +59,7 @@ class SmoothWeightedRoundRobin implements LbAlgorithm {
     this.#current = new Int32Array(this.#group.members.length);
   }
 
-  pick(avoid: PoolMember | null): PickOutcome {
+  pick(avoid: PoolMember | null, _hash: number): PickOutcome {
     const outcome = this.#cycle === null ? this.#step(avoid) : this.#next(avoid);
     if (!this.#stale) return outcome;
     this.onMembersChanged(); // a health change the pool has not announced yet: heal and retry once
@@ -81,18 +81,21 @@ class SmoothWeightedRoundRobin implements LbAlgorithm {
     const len = cycle.length;
     let p = this.#pos;
     let avoided = -1;
+    let full = false;
     for (let k = 0; k < len; k++) {
       const i = cycle[p]!;
       p = p + 1 === len ? 0 : p + 1;
       const m = members[i]!;
       if (!m.usable) this.#stale = true;
+      else if (isFull(m)) full = true;
       else if (m === avoid) avoided = i;
       else {
         this.#pos = p;
         return outcomes[i]!;
       }
     }
-    return avoided < 0 ? PICK_NONE : outcomes[avoided]!;
+    if (avoided >= 0) return outcomes[avoided]!;
+    return full ? PICK_FULL : PICK_NONE;
   }
 
   /** Scan path: one step of nginx's loop; `avoid` and stale members sit the round out. */
@@ -104,10 +107,15 @@ class SmoothWeightedRoundRobin implements LbAlgorithm {
     let best = -1;
     let bestCurrent = 0;
     let avoided = -1;
+    let full = false;
     for (let i = 0; i < n; i++) {
       const m = members[i]!;
       if (!m.usable) {
         this.#stale = true;
+        continue;
+      }
+      if (isFull(m)) {
+        full = true;
         continue;
       }
       if (m === avoid) {
@@ -123,7 +131,10 @@ class SmoothWeightedRoundRobin implements LbAlgorithm {
         bestCurrent = c;
       }
     }
-    if (best < 0) return avoided < 0 ? PICK_NONE : outcomes[avoided]!; // nginx: a lone peer skips the maths
+    if (best < 0) {
+      if (avoided >= 0) return outcomes[avoided]!; // nginx: a lone peer skips the maths
+      return full ? PICK_FULL : PICK_NONE;
+    }
     current[best] = bestCurrent - total;
     return outcomes[best]!;
   }

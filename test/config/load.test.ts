@@ -308,7 +308,7 @@ describe('config: addresses and CIDRs', () => {
       pools:
         p:
           backends: [{ address: "[::1]8080" }, { address: 999.1.1.1:80 }]
-      admin: { listen: "127.0.0.1:0" }
+      admin: { listen: "127.0.0.1:70000", tokens_file: tokens.txt }
     `);
     const at = (i: number) => issueAt(err, `segments.web.vips[${i}].listen`);
     assert.equal(at(0).message, '"127.0.0.1" is not a valid endpoint: expected HOST:PORT');
@@ -404,7 +404,10 @@ describe('config: listener collisions', () => {
 
   it('rejects a VIP on the admin or cluster listener address', () => {
     const { file, err } = rejected(
-      vips(['127.0.0.1:9900', '127.0.0.1:9901'], 'admin: {}\ncluster: { listen: "127.0.0.1:9901" }\n'),
+      vips(
+        ['127.0.0.1:9900', '127.0.0.1:9901'],
+        'admin: { tokens_file: tokens.txt }\ncluster: { listen: "127.0.0.1:9901", key_file: cluster.key }\n',
+      ),
     );
     // admin.listen takes its default (127.0.0.1:9900): positioned at the admin map that omits it.
     assert.deepEqual(lines(file, err), [
@@ -970,8 +973,8 @@ describe('config: defaults and immutability', () => {
     pools:
       p:
         backends: [{ address: 127.0.0.1:9000 }]
-    admin: {}
-    cluster: {}
+    admin: { tokens_file: tokens.txt }
+    cluster: { key_file: cluster.key }
   `;
 
   it('applies every schema default (and only those) to an omitted key', () => {
@@ -1012,7 +1015,11 @@ describe('config: defaults and immutability', () => {
     assert.equal('name' in backend, false);
     assert.equal('tls' in vip, false);
     // admin and cluster are off unless their section is present.
-    const bare = loadConfigFile(writeConfig(minimal.replace('admin: {}\ncluster: {}\n', ''))).config;
+    const bare = loadConfigFile(
+      writeConfig(
+        minimal.replace('admin: { tokens_file: tokens.txt }\ncluster: { key_file: cluster.key }\n', ''),
+      ),
+    ).config;
     assert.equal(bare.admin, undefined);
     assert.equal(bare.cluster, undefined);
   });
@@ -1021,8 +1028,8 @@ describe('config: defaults and immutability', () => {
     const c = loadConfigFile(
       writeConfig(
         minimal.replace(
-          'admin: {}',
-          'admin: {}\ntimeouts: { client_request_ms: 0 }\nlog: { deny_log_per_second: 0, level: warn }',
+          'admin: { tokens_file: tokens.txt }',
+          'admin: { tokens_file: tokens.txt }\ntimeouts: { client_request_ms: 0 }\nlog: { deny_log_per_second: 0, level: warn }',
         ),
       ),
     ).config;
@@ -1095,8 +1102,8 @@ describe('config: valid configurations', () => {
             - { address: 127.0.0.1:9001, weight: 3, name: w1 }
             - { address: 127.0.0.1:9002, backup: true }
         db: { backends: [{ address: db.internal:5432 }] }
-      admin: { listen: 127.0.0.1:9990 }
-      cluster: { listen: 127.0.0.1:9991, peers: [10.0.0.2:9991] }
+      admin: { listen: 127.0.0.1:9990, tokens_file: tokens.txt }
+      cluster: { listen: 127.0.0.1:9991, peers: [10.0.0.2:9991], key_file: cluster.key }
     `;
     const loaded: LoadedConfig = loadConfigFile(writeConfig(text, dir));
     assert.equal(loaded.file, join(dir, 'seglb.yaml'));

@@ -156,6 +156,8 @@ describe('docs/config.md covers schema/seglb.schema.json', () => {
     mkdirSync(join(dir, 'certs'));
     mkdirSync(join(dir, 'ipsets'));
     writeFileSync(join(dir, 'ipsets/vpn.txt'), '# VPN pool\n10.30.0.0/16\n');
+    writeFileSync(join(dir, 'admin-tokens.txt'), `ops admin ${'t'.repeat(32)}\n`, { mode: 0o600 });
+    writeFileSync(join(dir, 'cluster.key'), `${'ab'.repeat(32)}\n`, { mode: 0o600 });
     makeCert(join(dir, 'certs'), 'www', ['www.example.com']);
     const api = makeCert(join(dir, 'certs'), 'api', ['api.example.com']);
     makeCert(join(dir, 'certs'), 'admin', ['admin.example.com']);

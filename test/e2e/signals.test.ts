@@ -33,7 +33,7 @@ describe('signals', () => {
       const inflight = httpRequest({ port, path: '/sleep/700' });
       await new Promise((r) => setTimeout(r, 200));
       p.child.kill('SIGTERM');
-      await p.waitForLog(/stopping/);
+      await p.waitForLog(/no longer accepting connections/);
       const late = await httpRequest({ port });
       assert.equal(late.error, 'ECONNREFUSED', 'no new connections once stopping');
       const res = await inflight;

@@ -7,11 +7,20 @@ import type { LbAlgorithm, LbAlgorithmName, PoolMember } from '../../src/pools/a
 import { MAX_MEMBER_WEIGHT, PICK_NONE, selectActiveGroup } from '../../src/pools/algorithm.ts';
 import { getAlgorithm, LB_ALGORITHMS } from '../../src/pools/algorithms.ts';
 
+/** The algorithms whose exact sequences this file pins; the others have their own files (contract.test.ts covers all). */
 const NAMES: readonly LbAlgorithmName[] = ['round_robin', 'weighted_round_robin', 'least_connections'];
+const ALL: readonly LbAlgorithmName[] = [
+  ...NAMES,
+  'random_two_choices',
+  'source_hash',
+  'consistent_hash',
+  'first',
+];
+const KEYED: ReadonlySet<LbAlgorithmName> = new Set(['source_hash', 'consistent_hash']);
 
 let nextId = 1;
 function member(name: string, weight = 1, backup = false): PoolMember {
-  return { id: nextId++, name, weight, inflight: 0, usable: true, backup };
+  return { id: nextId++, name, weight, inflight: 0, usable: true, backup, maxConnections: 0, key: name };
 }
 
 function create(name: LbAlgorithmName, members: readonly PoolMember[]): LbAlgorithm {
@@ -20,7 +29,7 @@ function create(name: LbAlgorithmName, members: readonly PoolMember[]): LbAlgori
 
 /** One pick as the member name, or 'none'. */
 function pickName(alg: LbAlgorithm, avoid: PoolMember | null = null): string {
-  const out = alg.pick(avoid);
+  const out = alg.pick(avoid, 0);
   return out.kind === 'ok' ? out.member.name : 'none';
 }
 
@@ -61,12 +70,12 @@ function assertWithin(actual: number, expected: number, tolerance: number, what:
 
 describe('registry', () => {
   it('lists every algorithm under its own name with its flags', () => {
-    assert.deepEqual(Object.keys(LB_ALGORITHMS).sort(), [...NAMES].sort());
-    for (const name of NAMES) {
+    assert.deepEqual(Object.keys(LB_ALGORITHMS).sort(), [...ALL].sort());
+    for (const name of ALL) {
       const d = LB_ALGORITHMS[name];
       assert.equal(d.name, name);
       assert.equal(getAlgorithm(name), d);
-      assert.equal(d.needsKey, false);
+      assert.equal(d.needsKey, KEYED.has(name));
       assert.ok(Object.isFrozen(d));
     }
     assert.equal(LB_ALGORITHMS.round_robin.dynamicWeights, false);
@@ -123,12 +132,12 @@ describe('selectActiveGroup', () => {
 for (const name of NAMES) {
   describe(`${name}: shared contract`, () => {
     it('returns none when the pool is empty or every member is down', () => {
-      assert.equal(create(name, []).pick(null), PICK_NONE);
+      assert.equal(create(name, []).pick(null, 0), PICK_NONE);
       const ms = [member('a'), member('b'), member('c', 1, true)];
       for (const m of ms) m.usable = false;
       const alg = create(name, ms);
-      assert.deepEqual(alg.pick(null), { kind: 'none' });
-      assert.deepEqual(alg.pick(ms[0]!), { kind: 'none' });
+      assert.deepEqual(alg.pick(null, 0), { kind: 'none' });
+      assert.deepEqual(alg.pick(ms[0]!, 0), { kind: 'none' });
     });
 
     it('never picks an unusable member', () => {
@@ -225,7 +234,7 @@ for (const name of NAMES) {
       const alg = create(name, ms);
       const seen = new Map<PoolMember, unknown>();
       for (let i = 0; i < 50; i++) {
-        const out = alg.pick(null);
+        const out = alg.pick(null, 0);
         assert.equal(out.kind, 'ok');
         if (out.kind !== 'ok') continue;
         assert.ok(Object.isFrozen(out));
@@ -341,7 +350,7 @@ describe('weighted_round_robin', () => {
       const count = 3 * weights.reduce((s, w) => s + w, 0);
       const want = nginxSequence(weights, count);
       for (let k = 0; k < count; k++) {
-        const out = alg.pick(null);
+        const out = alg.pick(null, 0);
         if (out.kind !== 'ok' || out.member !== ms[want[k]!]) {
           assert.fail(`pick ${k}: got ${out.kind === 'ok' ? out.member.name : 'none'}, want m${want[k]}`);
         }
@@ -359,7 +368,7 @@ describe('weighted_round_robin', () => {
     for (const m of ms) m.usable = m === ms[7]; // unannounced: the heal rebuild finds one member
     assert.equal(pickName(alg, ms[7]!), 'm7');
     for (const m of ms) m.usable = false;
-    assert.equal(alg.pick(null), PICK_NONE);
+    assert.equal(alg.pick(null, 0), PICK_NONE);
   });
 
   it('re-reads the member list and weights on onMembersChanged', () => {
@@ -377,7 +386,7 @@ describe('weighted_round_robin', () => {
 describe('least_connections', () => {
   /** Pick, then count the request as in flight, as the pool does. */
   function take(alg: LbAlgorithm): PoolMember {
-    const out = alg.pick(null);
+    const out = alg.pick(null, 0);
     assert.equal(out.kind, 'ok');
     if (out.kind !== 'ok') throw new Error('unreachable');
     out.member.inflight++;

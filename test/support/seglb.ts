@@ -3,7 +3,7 @@
 
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfigFile } from '../../src/config/index.ts';
@@ -15,10 +15,22 @@ export function tempDir(prefix = 'seglb-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
-/** Writes YAML to a temp file. @returns its path */
+/** An admin token file line set and a cluster key that configs in tests may name (`tokens.txt`, `cluster.key`). */
+export const TEST_TOKENS_FILE = 'test-admin read zzzzzzzzzzzzzzzzzzzzzzzz\n';
+export const TEST_CLUSTER_KEY = `${'ab'.repeat(32)}\n`;
+
+/**
+ * Writes YAML to `seglb.yaml` in a temp folder, with a `tokens.txt` and a `cluster.key` beside it
+ * (mode 0600) unless they exist, so `admin: { tokens_file: tokens.txt }` and
+ * `cluster: { key_file: cluster.key }` load. @returns the config path
+ */
 export function writeConfig(yaml: string, dir = tempDir()): string {
   const file = join(dir, 'seglb.yaml');
   writeFileSync(file, yaml);
+  const tokens = join(dir, 'tokens.txt');
+  if (!existsSync(tokens)) writeFileSync(tokens, TEST_TOKENS_FILE, { mode: 0o600 });
+  const key = join(dir, 'cluster.key');
+  if (!existsSync(key)) writeFileSync(key, TEST_CLUSTER_KEY, { mode: 0o600 });
   return file;
 }
 
@@ -144,6 +156,7 @@ export interface TestSeglbAdmin extends TestSeglb {
     path: string,
     body?: unknown,
     token?: string | null,
+    // biome-ignore lint/suspicious/noExplicitAny: tests read JSON bodies freely
   ): Promise<{ status: number; body: any }>;
 }
 

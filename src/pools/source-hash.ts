@@ -1,0 +1,84 @@
+// `source_hash`, as HAProxy `balance source` with the default map-based hash: the client address
+// hash modulo the total weight picks a slot of a table where each member holds `weight` slots.
+// Stable while membership is; a change remaps most keys (use consistent_hash to avoid that).
+
+import type {
+  ActiveGroup,
+  LbAlgorithm,
+  LbAlgorithmDescriptor,
+  PickOutcome,
+  PoolMember,
+} from './algorithm.ts';
+import { PICK_NONE, selectActiveGroup } from './algorithm.ts';
+import { type ProbeResult, probeHashTable } from './hash-probe.ts';
+
+/**
+ * `source_hash`: the pool hashes the client address (after PROXY protocol / trusted X-Forwarded-For);
+ * the slot `hash % sum(weights / gcd)` names the member. A member that is full or just failed gives
+ * way to the key's probe sequence (see probeHashTable). O(1) per pick, no allocation; the table is
+ * rebuilt at onMembersChanged() (O(total weight)).
+ */
+export const SOURCE_HASH: LbAlgorithmDescriptor = Object.freeze({
+  name: 'source_hash',
+  dynamicWeights: true,
+  needsKey: true,
+  create(members: readonly PoolMember[]): LbAlgorithm {
+    return new SourceHash(members);
+  },
+});
+
+class SourceHash implements LbAlgorithm {
+  readonly #all: readonly PoolMember[];
+  #group: ActiveGroup;
+  #table: Int32Array;
+  readonly #result: ProbeResult = { outcome: PICK_NONE, stale: false };
+
+  constructor(all: readonly PoolMember[]) {
+    this.#all = all;
+    this.#group = selectActiveGroup(all);
+    this.#table = buildWeightMap(this.#group.weights);
+  }
+
+  pick(avoid: PoolMember | null, hash: number): PickOutcome {
+    const r = probeHashTable(this.#table, this.#group, hash, avoid, this.#result);
+    if (!r.stale) return r.outcome;
+    this.onMembersChanged();
+    return probeHashTable(this.#table, this.#group, hash, avoid, this.#result).outcome;
+  }
+
+  onMembersChanged(): void {
+    this.#group = selectActiveGroup(this.#all);
+    this.#table = buildWeightMap(this.#group.weights);
+  }
+}
+
+/** Member i repeated weights[i]/gcd times, interleaved round-robin style so neighbours differ. */
+function buildWeightMap(weights: Int32Array): Int32Array {
+  const n = weights.length;
+  let g = 0;
+  for (let i = 0; i < n; i++) g = gcd(g, weights[i]!);
+  let total = 0;
+  for (let i = 0; i < n; i++) total += weights[i]! / g;
+  const table = new Int32Array(total);
+  const left = new Int32Array(n);
+  for (let i = 0; i < n; i++) left[i] = weights[i]! / g;
+  let pos = 0;
+  while (pos < total) {
+    for (let i = 0; i < n && pos < total; i++) {
+      if (left[i]! > 0) {
+        left[i]!--;
+        table[pos++] = i;
+      }
+    }
+  }
+  return table;
+}
+
+function gcd(a: number, b: number): number {
+  while (b !== 0) {
+    const r = a % b;
+    a = b;
+    b = r;
+  }
+  return a;
+}
