@@ -134,6 +134,26 @@ export class Runtime {
    */
   quarantineAdd(cidr: string, ttlMs: number, reason: string): { entry: QuarantineEntry; closed: number } {
     const entry = this.quarantine.add(cidr, ttlMs, reason);
+    const closed = this.#closeQuarantined();
+    this.log.warn({ cidr: entry.cidr, ttlMs, reason, closed }, 'quarantine entry added');
+    return { entry, closed };
+  }
+
+  /**
+   * Applies replicated quarantine changes in one rebuild, then closes open connections from every
+   * source now covered (as quarantineAdd does).
+   * @returns connections closed
+   */
+  quarantineApply(
+    upserted: readonly { cidr: string; expiresAt: number; reason: string; addedAt?: number }[],
+    removed: readonly string[],
+  ): number {
+    const skipped = this.quarantine.applyBatch(upserted, removed);
+    if (skipped > 0) this.log.warn({ skipped }, 'replicated quarantine entries skipped as invalid');
+    return upserted.length > 0 ? this.#closeQuarantined() : 0;
+  }
+
+  #closeQuarantined(): number {
     let closed = 0;
     for (const { listener } of this.#listeners.values()) {
       for (const socket of listener.active) {
@@ -144,8 +164,7 @@ export class Runtime {
         }
       }
     }
-    this.log.warn({ cidr: entry.cidr, ttlMs, reason, closed }, 'quarantine entry added');
-    return { entry, closed };
+    return closed;
   }
 
   /** Removes a quarantine entry. @returns true when one was removed. */
@@ -447,7 +466,7 @@ function buildSnapshot(
       });
     });
   }
-  const hash = createHash('sha256').update(JSON.stringify(cfg)).digest('hex').slice(0, 16);
+  const hash = policyHash(loaded);
   return { version, hash, loaded, segments, vips };
 }
 
@@ -458,4 +477,20 @@ function closeUnreused(from: Snapshot, to: Snapshot): void {
   for (const s of from.segments.values()) {
     for (const d of s.pool.dispatchersByAddress().values()) if (!kept.has(d)) d.close().catch(() => {});
   }
+}
+
+/**
+ * The policy hash cluster peers compare: what decides verdicts (rules, modes, revoke, backend
+ * subnets, trusted proxies, and IP sets as resolved CIDRs, so a file's contents count), not
+ * node-local settings such as VIP or listener addresses.
+ * @returns 16 hex digits of SHA-256
+ */
+export function policyHash(loaded: LoadedConfig): string {
+  const segments = Object.entries(loaded.config.segments)
+    .sort(([a], [b]) => (a < b ? -1 : 1))
+    .map(([name, s]) => [name, s.mode, s.revoke, s.allow, s.deny, s.backend_subnets, s.trusted_proxies]);
+  const ipsets = [...loaded.ipsets]
+    .sort(([a], [b]) => (a < b ? -1 : 1))
+    .map(([name, cidrs]) => [name, cidrs.map((c) => c.text).sort()]);
+  return createHash('sha256').update(JSON.stringify({ segments, ipsets })).digest('hex').slice(0, 16);
 }

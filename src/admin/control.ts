@@ -2,10 +2,12 @@
 // file reloads and restored state all go through it: text edit -> the same validation as the file ->
 // new snapshot swapped in -> state file -> audit trail.
 
+import { randomBytes } from 'node:crypto';
 import { readFileSync, renameSync } from 'node:fs';
 import { type LoadedConfig, loadConfigText } from '../config/index.ts';
 import { AdminError, ConfigError, type ConfigIssue, SeglbError } from '../errors.ts';
 import type { Logger } from '../observe/log.ts';
+import type { QuarantineEntry } from '../policy/index.ts';
 import type { BackendAdminState } from '../pools/index.ts';
 import type { Runtime, Snapshot } from '../runtime.ts';
 import { applyPolicyOps, type PolicyOp } from './ops.ts';
@@ -99,10 +101,29 @@ function replayOps(
 }
 
 /**
+ * Told about every local change so it can be replicated to cluster peers (see cluster-link.ts).
+ * Calls happen after the change is live; they must not throw.
+ */
+export interface PolicyReplicator {
+  quarantineAdded(entry: QuarantineEntry): void;
+  quarantineRemoved(cidr: string): void;
+  /** Policy operations applied locally, with a cluster-wide id. */
+  opsApplied(id: string, ops: readonly PolicyOp[], actor: string): void;
+  /** A new snapshot is live (policy version/hash changed). */
+  snapshotChanged(snap: Snapshot): void;
+}
+
+/**
  * Changes the running configuration. One per runtime; changes are serialised (each waits for the
  * previous one), so versions are applied in order.
  */
 export class PolicyControl {
+  /** Set by the cluster link when a cluster is configured. */
+  replicator: PolicyReplicator | null = null;
+  /** Cluster status for GET /status, set by the cluster link. */
+  clusterStatus: (() => unknown) | null = null;
+  /** Ids of replicated operation batches already applied here (local or remote). */
+  readonly #appliedIds = new Set<string>();
   readonly runtime: Runtime;
   readonly file: string;
   readonly state: StateStore | null;
@@ -178,7 +199,10 @@ export class PolicyControl {
       const loaded = validate(text, this.file);
       const snap = await this.#swap(loaded);
       this.#ops = [...this.#ops, ...ops];
+      const id = `${process.pid}-${Date.now().toString(36)}-${randomBytes(6).toString('hex')}`;
+      this.#appliedIds.add(id);
       this.#persist();
+      this.replicator?.opsApplied(id, ops, actor);
       return this.#audited(
         actor,
         ops.length === 1 ? (ops[0] as PolicyOp).op : 'policy_ops',
@@ -221,6 +245,7 @@ export class PolicyControl {
     const snap = this.runtime.snapshot;
     const result = this.runtime.quarantineAdd(cidr, ttlMs, reason);
     this.#persist();
+    this.replicator?.quarantineAdded(result.entry);
     this.audit.append({
       actor,
       action: 'quarantine_add',
@@ -239,6 +264,7 @@ export class PolicyControl {
     const removed = this.runtime.quarantineRemove(cidr);
     if (removed) {
       this.#persist();
+      this.replicator?.quarantineRemoved(cidr);
       this.audit.append({
         actor,
         action: 'quarantine_remove',
@@ -273,9 +299,65 @@ export class PolicyControl {
     });
   }
 
+  /**
+   * Applies quarantine changes received from a cluster peer (one rebuild; open connections from
+   * newly quarantined sources closed), persists and audits them. Not replicated back.
+   */
+  applyReplicatedQuarantine(
+    upserted: readonly { cidr: string; expiresAt: number; reason: string; addedAt?: number }[],
+    removed: readonly string[],
+    actor = 'cluster',
+  ): void {
+    const snap = this.runtime.snapshot;
+    const closed = this.runtime.quarantineApply(upserted, removed);
+    this.#persist();
+    this.audit.append({
+      actor,
+      action: 'quarantine_replicated',
+      change: {
+        upserted: upserted.length,
+        removed: removed.length,
+        connectionsClosed: closed,
+        sample: upserted.slice(0, 5).map((u) => u.cidr),
+      },
+      oldVersion: snap.version,
+      newVersion: snap.version,
+      oldHash: snap.hash,
+      newHash: snap.hash,
+    });
+  }
+
+  /**
+   * Applies policy operation batches received from a cluster peer, in order, skipping batches
+   * already applied here. A batch that does not apply to this node's file becomes drift.
+   */
+  applyReplicatedOps(
+    batches: readonly { id: string; ops: readonly PolicyOp[]; actor: string }[],
+  ): Promise<void> {
+    return this.#serial(async () => {
+      for (const b of batches) {
+        if (this.#appliedIds.has(b.id)) continue;
+        this.#appliedIds.add(b.id);
+        try {
+          const loaded = validate(applyPolicyOps(this.effectiveText(), b.ops), this.file);
+          const snap = await this.#swap(loaded);
+          this.#ops = [...this.#ops, ...b.ops];
+          this.#persist();
+          this.#audited(`cluster:${b.actor}`, 'policy_ops_replicated', b.ops, snap.old, snap.next);
+        } catch (err) {
+          const error = err instanceof SeglbError ? err.message : String(err);
+          for (const op of b.ops) this.#drift = [...this.#drift, { op, error }];
+          this.#log.warn({ id: b.id, error }, 'replicated policy change does not apply here (drift)');
+          this.#persist();
+        }
+      }
+    });
+  }
+
   async #swap(loaded: LoadedConfig): Promise<{ old: Snapshot; next: Snapshot }> {
     const old = this.runtime.snapshot;
     const next = await this.runtime.reload(loaded);
+    this.replicator?.snapshotChanged(next);
     return { old, next };
   }
 
@@ -306,10 +388,12 @@ export class PolicyControl {
         .list()
         .map((e) => ({ cidr: e.cidr, expiresAt: finite(e.expiresAt), reason: e.reason })),
       backend_states: this.runtime.backendStates(),
+      applied_ids: [...this.#appliedIds].slice(-10_000),
     });
   }
 
   #restore(state: RuntimeState): void {
+    for (const id of state.applied_ids ?? []) this.#appliedIds.add(id);
     const now = Date.now();
     for (const q of state.quarantine) {
       const ttl = q.expiresAt === null ? Number.POSITIVE_INFINITY : q.expiresAt - now;

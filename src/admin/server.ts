@@ -381,7 +381,7 @@ export class AdminServer {
             ...rt.shared.sourceLimits.counters,
           }
         : null,
-      cluster: null,
+      cluster: this.#control.clusterStatus?.() ?? null,
     };
   }
 

@@ -15,6 +15,8 @@ export interface RuntimeState {
   readonly quarantine: readonly { cidr: string; expiresAt: number | null; reason: string }[];
   /** Backend states set at runtime: [pool, backend address, state]. */
   readonly backend_states: readonly (readonly [string, string, BackendAdminState])[];
+  /** Ids of replicated policy batches already applied (so a cluster catch-up does not apply them twice). */
+  readonly applied_ids?: readonly string[];
 }
 
 /** The state of a fresh node. */
@@ -53,6 +55,9 @@ export class StateStore {
       policy_ops: Array.isArray(parsed.policy_ops) ? parsed.policy_ops : [],
       quarantine: Array.isArray(parsed.quarantine) ? parsed.quarantine : [],
       backend_states: Array.isArray(parsed.backend_states) ? parsed.backend_states : [],
+      applied_ids: Array.isArray(parsed.applied_ids)
+        ? parsed.applied_ids.filter((x) => typeof x === 'string')
+        : [],
     };
   }
 

@@ -338,6 +338,22 @@ async function run(loaded: LoadedConfig, values: CliValues): Promise<number> {
       return 1;
     }
   }
+  // The cluster sync channel: its own listener, never behind a VIP or a segment policy.
+  let cluster: import('../admin/index.ts').ClusterLink | undefined;
+  const clusterCfg = prepared.loaded.config.cluster;
+  if (clusterCfg) {
+    try {
+      cluster = await admin.ClusterLink.start(clusterCfg, dirname(loaded.file), control, log);
+      log.info(
+        { nodeId: cluster.node.nodeId, listen: cluster.node.address, peers: clusterCfg.peers },
+        'cluster sync listening',
+      );
+    } catch (err) {
+      log.fatal({ code: (err as SeglbError).code, err: (err as Error).message }, 'seglb could not start');
+      await Promise.all([runtime.stop(0), adminServer?.close()]);
+      return 1;
+    }
+  }
   const started = runtime;
   log.info({ version: packageVersion(), config: loaded.file, node: process.version }, 'seglb started');
   printDemoHints(started, prepared.loaded);
@@ -346,7 +362,7 @@ async function run(loaded: LoadedConfig, values: CliValues): Promise<number> {
       stopping = true;
       const grace = started.snapshot.loaded.config.timeouts.shutdown_grace_ms;
       log.info({ signal, graceMs: grace }, 'stopping: draining in-flight requests');
-      Promise.all([started.stop(grace), adminServer?.close()]).then(
+      Promise.all([started.stop(grace), adminServer?.close(), cluster?.stop()]).then(
         () => {
           log.info('stopped');
           resolve(0);

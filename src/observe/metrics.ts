@@ -470,7 +470,8 @@ export function buildMetricsRegistry(observer: Observer, version: string): Regis
     'Cluster peer connected and in sync (1) or not (0).',
     ['peer'],
     function* () {
-      for (const p of observer.clusterPeers?.() ?? []) yield [{ peer: p.name }, p.state === 'up' ? 1 : 0];
+      for (const p of observer.clusterPeers?.() ?? [])
+        yield [{ peer: p.name }, p.state === 'alive' || p.state === 'up' ? 1 : 0];
     },
   );
   gauge('seglb_cluster_sync_lag_seconds', 'Replication lag to a cluster peer.', ['peer'], function* () {

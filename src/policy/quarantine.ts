@@ -58,6 +58,47 @@ export class Quarantine {
   }
 
   /**
+   * Applies many changes with one rebuild (replicated state from cluster peers: a catch-up of 100k
+   * entries must not rebuild 100k times). Invalid CIDRs are skipped and counted.
+   * @param upserted - entries with absolute expiry (ms since the epoch; Infinity for none)
+   * @param removed - CIDRs to remove
+   * @returns how many entries were skipped as invalid
+   */
+  applyBatch(
+    upserted: readonly { cidr: string; expiresAt: number; reason: string; addedAt?: number }[],
+    removed: readonly string[],
+  ): number {
+    const now = this.#now();
+    const byCidr = new Map<string, QuarantineEntry>();
+    for (const e of this.#live(now)) byCidr.set(e.cidr, e);
+    let skipped = 0;
+    for (const cidr of removed) {
+      try {
+        byCidr.delete(unmapCidr(parseCidr(cidr)).text);
+      } catch {
+        skipped++;
+      }
+    }
+    for (const u of upserted) {
+      try {
+        const text = unmapCidr(parseCidr(u.cidr)).text;
+        if (!(u.expiresAt > now)) {
+          byCidr.delete(text);
+          continue;
+        }
+        byCidr.set(
+          text,
+          Object.freeze({ cidr: text, expiresAt: u.expiresAt, reason: u.reason, addedAt: u.addedAt ?? now }),
+        );
+      } catch {
+        skipped++;
+      }
+    }
+    this.#rebuild([...byCidr.values()]);
+    return skipped;
+  }
+
+  /**
    * Removes the entry for exactly this CIDR (an address means its /32 or /128).
    * @returns true when one was removed
    * @throws NetError for a bad CIDR, as add()

@@ -318,7 +318,7 @@ function renderCluster(peers) {
         'tr',
         {},
         el('td', { text: `${p.name} (${p.address})` }),
-        el('td', { class: p.state === 'up' ? 'ok' : 'bad', text: p.state }),
+        el('td', { class: p.state === 'alive' || p.state === 'up' ? 'ok' : 'bad', text: p.state }),
         el('td', { text: p.syncLagMs === null ? '—' : `${p.syncLagMs} ms` }),
       ),
     );
