@@ -24,6 +24,7 @@ async function api(
   method: string,
   path: string,
   body?: unknown,
+  // biome-ignore lint/suspicious/noExplicitAny: tests read JSON bodies freely
 ): Promise<{ status: number; body: any }> {
   const res = await fetch(`http://127.0.0.1:${node.adminPort}${path}`, {
     method,
