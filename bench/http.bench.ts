@@ -1,15 +1,18 @@
 // End-to-end throughput of seglb against direct-to-backend, HAProxy and nginx in the same run, on
 // loopback: every server is a child process, each scenario runs in alternating rounds, medians are
-// printed with ratios. Default run (both tools, 3 rounds) takes about 3.5 minutes.
-// Run: node bench/http.bench.ts [--duration 4] [--close-duration 2] [--rounds 3]
+// printed with ratios and CPU per request. The default run (both tools, 3 rounds) takes about 3.8 min.
+// Run: node bench/http.bench.ts [--duration 3] [--close-duration 2] [--rounds 3]
 //        [--tool autocannon|wrk|both] [--connections 50] [--no-close] [--patience 20] [--nice=-10]
 //        [--markdown FILE]
 //      node bench/http.bench.ts --profile [http|http-250k|tcp] [--duration 10]   (CPU profile of seglb)
 
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { summariseCpuProfile } from './support/cpu-profile.ts';
 import { machineBusyMs, selfAndReapedCpuMs, treeCpuMs } from './support/cpu-usage.ts';
@@ -78,8 +81,12 @@ const HOST = '127.0.0.1';
 const SETTLE_MS = 300;
 /** A run during which other processes used more CPU than this (cores) is repeated (at most twice). */
 const MAX_OTHER_CORES = 0.15;
-/** Unmeasured load per scenario before the first round (JIT tiers, keep-alive pools, autocannon). */
-const WARMUP_SECONDS = 2;
+/**
+ * Unmeasured load per scenario before the first round: seglb (node) needs several seconds of load
+ * before its JIT tiers settle (measured: ~30% more CPU per request in the first 4 s); the native
+ * servers and autocannon itself need little.
+ */
+const WARMUP_SECONDS = { seglb: 4, other: 1 };
 /**
  * Seconds the whole benchmark may spend waiting for other processes to leave the CPU and repeating
  * runs they disturbed (--patience); keeps the default run under 4 minutes on a shared machine.
@@ -126,8 +133,9 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'seglb-bench-'));
   const countries = writeCountryIpset(dir);
   const started = Date.now();
+  const sourceBefore = describeSource();
   process.stdout.write(
-    `${readHeader()}\n${describeMachine(nginx, haproxy, wrk)}\n` +
+    `${readHeader()}\n${describeMachine(nginx, haproxy, wrk)}\nseglb: ${sourceBefore}\n` +
       `${nice ? `benchmark processes at nice ${nice}\n` : ''}loadavg before: ${loadavg()
         .map((l) => l.toFixed(2))
         .join(' ')}\n\n`,
@@ -172,7 +180,9 @@ async function main(): Promise<void> {
   if (!opts['no-close'] && tools.includes('wrk')) passes.push({ tool: 'wrk', closeEach: true });
   const runSeconds = (closeEach: boolean) => (closeEach ? CLOSE_DURATION : DURATION) + SETTLE_MS / 1000;
   const perRound = passes.reduce((sum, p) => sum + runSeconds(p.closeEach), 0) * scenarios.length;
-  const planned = perRound * ROUNDS + scenarios.length * (WARMUP_SECONDS + SETTLE_MS / 1000);
+  const warmup = (sc: Scenario) =>
+    sc.name.startsWith('seglb') ? WARMUP_SECONDS.seglb : WARMUP_SECONDS.other;
+  const planned = perRound * ROUNDS + scenarios.reduce((sum, sc) => sum + warmup(sc) + SETTLE_MS / 1000, 0);
   process.stdout.write(
     `${scenarios.length} scenarios x ${passes.length} passes x ${ROUNDS} rounds ` +
       `(keep-alive ${DURATION} s, connection-per-request ${CLOSE_DURATION} s, c=${CONNECTIONS}): ` +
@@ -182,7 +192,7 @@ async function main(): Promise<void> {
   // Warm-up: JIT tiers, keep-alive pools and autocannon itself; not measured.
   for (const s of scenarios) {
     await new Promise((r) => setTimeout(r, SETTLE_MS));
-    await measureOnce(s, backend, tools[0] as Tool, wrk, false, WARMUP_SECONDS);
+    await measureOnce(s, backend, tools[0] as Tool, wrk, false, warmup(s));
   }
   process.stdout.write('warm-up done\n');
 
@@ -229,6 +239,12 @@ async function main(): Promise<void> {
     md.push(`#### ${title}\n\n${formatMarkdown(cells)}\n\n${ratioLine}\n`);
   }
   const minutes = ((Date.now() - started) / 60_000).toFixed(1);
+  const sourceAfter = describeSource();
+  if (sourceAfter !== sourceBefore) {
+    process.stdout.write(
+      `\nWARNING: src/ changed during the run (now ${sourceAfter}); the figures mix versions.\n`,
+    );
+  }
   const after = `loadavg after: ${loadavg()
     .map((l) => l.toFixed(2))
     .join(' ')}; whole run ${minutes} min`;
@@ -239,7 +255,7 @@ async function main(): Promise<void> {
   if (opts.markdown) {
     writeFileSync(
       opts.markdown,
-      `${describeMachine(nginx, haproxy, wrk)}\n\nbackend: ${backendName}\n\n${md.join('\n')}\n${after}\n`,
+      `${describeMachine(nginx, haproxy, wrk)}\nseglb: ${sourceBefore}${sourceAfter !== sourceBefore ? ` (src/ changed later, to ${sourceAfter}; the processes ran the version loaded at start)` : ''}\n\nbackend: ${backendName}\n\n${md.join('\n')}\n${after}\n`,
     );
     process.stdout.write(`Markdown written to ${opts.markdown}\n`);
   }
@@ -388,6 +404,7 @@ async function profileSeglb(
     haproxyPeer: null,
   };
   await checkAnswer(s);
+  await measureOnce(s, backend, tool, wrk, closeEach, WARMUP_SECONDS.seglb);
   await waitForQuiet();
   const r = await measureOnce(s, backend, tool, wrk, closeEach, DURATION);
   await seglb.proc.stop(10_000);
@@ -397,6 +414,7 @@ async function profileSeglb(
   const sum = summariseCpuProfile(join(profDir, file), root);
   const pct = (x: number) => `${(x * 100).toFixed(1)}%`.padStart(6);
   const out: string[] = [
+    `seglb: ${describeSource()}`,
     `profile of ${s.name} under ${passLabel(tool, closeEach)}, c=${CONNECTIONS}, ${DURATION} s: ` +
       `${Math.round(r.rps)} req/s, p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms`,
     `seglb used ${r.proxyCores?.toFixed(2)} cores (${(((r.proxySysCores ?? 0) / (r.proxyCores || 1)) * 100).toFixed(0)}% in the kernel), ` +
@@ -429,6 +447,32 @@ async function shutdown(servers: readonly BenchServer[], dir: string): Promise<v
   await Promise.all(servers.map((s) => s.proc.stop()));
   killAll();
   rmSync(dir, { recursive: true, force: true });
+}
+
+/**
+ * What code was measured: the commit, whether src/ has uncommitted changes, and a hash of src/'s
+ * contents (compared at the end of the run, since others may edit src/ meanwhile).
+ */
+function describeSource(): string {
+  const root = fileURLToPath(new URL('../', import.meta.url));
+  const git = (args: string[]) =>
+    spawnSync('git', ['-C', root, ...args], { encoding: 'utf8' }).stdout?.trim() ?? '';
+  const commit = git(['rev-parse', '--short', 'HEAD']) || 'unknown';
+  const dirty = git(['status', '--porcelain', '--', 'src']) !== '';
+  return `${commit}${dirty ? ' + uncommitted src/ changes' : ''}, src/ content hash ${hashTree(join(root, 'src'))}`;
+}
+
+function hashTree(dir: string): string {
+  const h = createHash('sha256');
+  const walk = (d: string) => {
+    for (const e of readdirSync(d, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.isFile()) h.update(p).update(readFileSync(p));
+    }
+  };
+  walk(dir);
+  return h.digest('hex').slice(0, 12);
 }
 
 function describeMachine(nginx: string | null, haproxy: string | null, wrk: string | null): string {

@@ -135,6 +135,8 @@ export function checkPool(
     const path = [...base, 'tls', 'ca_file'];
     try {
       ca = readRegularFile(tls.ca_file, 'utf8');
+      // createSecureContext ignores text without PEM blocks: that would trust nothing, silently.
+      if (!ca.includes('-----BEGIN CERTIFICATE-----')) throw new Error('no "BEGIN CERTIFICATE" block');
       createSecureContext({ ca });
     } catch (err) {
       const e = err as NodeJS.ErrnoException;

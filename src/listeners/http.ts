@@ -545,7 +545,8 @@ class ForwardRequest implements Dispatcher.DispatchHandler, PickRequest, AssignH
   }
 
   /**
-   * Dispatches the request to a backend other than `avoid`.
+   * Asks the pool for a backend other than `avoid` (stickiness, balancing, or a wait in the pool
+   * queue while every backend is at max_connections); onAssigned then dispatches the request.
    * @param lastError - on a retry, the status and reason to answer if no other backend is usable
    */
   start(avoid: Backend | null, lastError: [number, string] | null = null): void {

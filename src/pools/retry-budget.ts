@@ -14,8 +14,8 @@ const SLOTS = 10;
  *
  * Envoy's `retry_budget` caps *concurrent* retries at a share of concurrent requests. When a backend
  * is killed, every request in flight on it resets in the same few milliseconds, so such a cap fails
- * exactly the requests a retry would save (bench/pools/failover.bench.ts measured 19 of 3,142 failed
- * at Envoy's 20 %); counting over a window keeps the protection against retry storms without that.
+ * exactly the requests a retry would save: bench/pools/failover.bench.ts with that cap failed 33–39
+ * requests per run at Envoy's 20 % and 7–15 at 50 %; counting over a window failed none.
  */
 export class RetryBudget {
   #config: RetryBudgetConfig;

@@ -4,10 +4,14 @@
 // queue, TLS to backends, and health state kept across a reload.
 
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
+import { WebSocketServer } from 'ws';
 import { loadConfigFile } from '../../src/config/index.ts';
 import type { BackendPool } from '../../src/pools/index.ts';
 import { makeCert } from '../support/certs.ts';
@@ -212,6 +216,28 @@ ${list(bs)}`,
     );
   });
 
+  test('consecutive 5xx eject a backend (outlier detection) until its time is up', async () => {
+    const bs = await backends(['x1', 'x2'], 30);
+    const lb = await seglb(
+      config(
+        `    outlier_detection: { consecutive_5xx: 3, base_ejection_ms: 150, max_ejection_percent: 50 }\n${list(bs)}`,
+      ),
+    );
+    const port = lb.port('web');
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    // /status/500 makes both answer 500; x1 reaches 3 in a row first and is ejected.
+    for (let i = 0; i < 6; i++) await get(port, agent, '/status/500');
+    const st = poolOf(lb).status();
+    assert.equal(st.counters.ejections, 1, 'one ejected; the other is kept by max_ejection_percent');
+    assert.equal(st.counters.ejectionsRefused, 1);
+    assert.ok(st.backends[0]?.ejectedUntil, 'x1 ejected');
+    const during = await spread(port, 6);
+    assert.deepEqual([...during.keys()], ['x2']);
+    assert.ok((await waitFor(() => poolOf(lb).status().backends[0]?.usable === true, 2000)) >= 0);
+    assert.equal((await spread(port, 6)).get('x1'), 3, 'back in rotation');
+    agent.destroy();
+  });
+
   test('HTTP health checks: fall takes a backend out, rise brings it back', async () => {
     const bs = await backends(['h1', 'h2'], 14);
     const lb = await seglb(
@@ -367,6 +393,46 @@ describe('pools: sessions, drain and limits', () => {
     );
     const r2 = await httpRequest({ port: bad.port('web') });
     assert.equal(r2.status, 502, 'a certificate for another name is refused');
+  });
+
+  test('WebSocket upgrades: TLS to the backend with the pool servername; 503 when every backend is full', async () => {
+    const dir = tempDir();
+    mkdirSync(join(dir, 'certs'));
+    const cert = makeCert(join(dir, 'certs'), 'ws', ['ws.internal']);
+    const server = createHttpsServer({
+      cert: readFileSync(cert.cert, 'utf8'),
+      key: readFileSync(cert.key, 'utf8'),
+    });
+    const wss = new WebSocketServer({ server });
+    wss.on('connection', (ws) => ws.on('message', (m) => ws.send(`tls-echo:${m.toString()}`)));
+    server.listen(0, '127.0.3.33');
+    await once(server, 'listening');
+    cleanups.push(() => {
+      wss.close();
+      server.close();
+    });
+    const port = (server.address() as AddressInfo).port;
+    const lb = await seglb(
+      config(`    tls: { servername: ws.internal, ca_file: certs/ws.crt }
+    backends: [{ address: "127.0.3.33:${port}", max_connections: 1 }]`),
+      dir,
+    );
+    const open = (): Promise<WebSocket | string> =>
+      new Promise((resolve) => {
+        const ws = new WebSocket(`ws://127.0.0.1:${lb.port('web')}/chat`);
+        ws.onopen = () => resolve(ws);
+        ws.onerror = () => resolve('refused');
+      });
+    const ws = await open();
+    assert.ok(ws instanceof WebSocket, 'the upgrade went through over TLS');
+    const reply = new Promise<string>((resolve) => {
+      ws.onmessage = (e) => resolve(String(e.data));
+    });
+    ws.send('hi');
+    assert.equal(await reply, 'tls-echo:hi');
+    assert.equal(poolOf(lb).status().backends[0]?.inflight, 1, 'the tunnel holds its slot');
+    assert.equal(await open(), 'refused', 'the only backend is at max_connections: the upgrade is refused');
+    ws.close();
   });
 
   test('health and ejection state survive a reload for backends that remain', async () => {
