@@ -4,7 +4,7 @@
 // Run: node bench/http.bench.ts [--duration 3] [--close-duration 2] [--rounds 3]
 //        [--tool autocannon|wrk|both] [--connections 50] [--no-close] [--patience 20] [--nice=-10]
 //        [--markdown FILE]
-//      node bench/http.bench.ts --profile [http|http-250k|tcp] [--duration 10]   (CPU profile of seglb)
+//      node bench/http.bench.ts --profile [http|http-250k|tcp][-close] [--duration 10]  (V8 profile of seglb)
 
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -65,7 +65,7 @@ if (opts.help) {
   process.stdout.write(
     `${readHeader()}\nOptions: --duration S (keep-alive run, default 3; profile 10), --close-duration S (default 2),\n` +
       `  --rounds N (3), --tool autocannon|wrk|both (both), --connections N (50), --no-close, --patience S (20),\n` +
-      `  --nice=N (e.g. --nice=-10, root: shield the runs from other work),\n` +
+      `  --nice=N (e.g. --nice=-10 as root: run every benchmark process at that priority),\n` +
       `  --markdown FILE,\n` +
       `  --profile http|http-250k|tcp|http-close|http-250k-close|tcp-close\n`,
   );
@@ -131,6 +131,8 @@ async function main(): Promise<void> {
   if (!Number.isInteger(nice) || nice < -20 || nice > 19) throw new Error('--nice is an integer -20..19');
   setBenchNiceness(nice);
   const dir = mkdtempSync(join(tmpdir(), 'seglb-bench-'));
+  // Also on Ctrl-C and errors (the servers are killed first: processes.ts registered earlier).
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
   const countries = writeCountryIpset(dir);
   const started = Date.now();
   const sourceBefore = describeSource();
