@@ -110,6 +110,12 @@ test('three node processes: spread, SIGKILL, dead report, restart and catch-up',
     3000,
     'n3 alive again',
   );
+  // The restarted node caught up from one peer; its link to the other may still be connecting.
+  await waitForAsync(
+    async () => (await again.status()).peers.every((p) => p.state === 'alive'),
+    3000,
+    'restarted node sees both peers alive',
+  );
   const st = await again.status();
   assert.deepEqual(st.peers.map((p) => p.state).sort(), ['alive', 'alive']);
   assert.equal(await p1.count(), 600);
