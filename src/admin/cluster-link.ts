@@ -1,12 +1,14 @@
 // Wires a ClusterNode to the policy controller: local quarantine and policy changes are written to
 // the replicated state; changes from peers are applied here without being written back (no echo);
-// the policy hash is announced after every swap so divergent nodes are reported.
+// the policy hash is announced after every swap so divergent nodes are reported. Backend health and
+// source stickiness are shared with the pools by ClusterPoolSync, started here.
 
 import { type ClusterNode, clusterNodeOptions } from '../cluster/index.ts';
 import type { SeglbConfig } from '../config/index.ts';
 import type { Logger } from '../observe/log.ts';
 import type { QuarantineEntry } from '../policy/index.ts';
 import type { Snapshot } from '../runtime.ts';
+import { ClusterPoolSync } from './cluster-pool-sync.ts';
 import type { PolicyControl, PolicyReplicator } from './control.ts';
 import type { PolicyOp } from './ops.ts';
 
@@ -26,11 +28,13 @@ export class ClusterLink implements PolicyReplicator {
   readonly node: ClusterNode;
   readonly #control: PolicyControl;
   readonly #log: Logger;
+  readonly #pools: ClusterPoolSync;
 
   private constructor(node: ClusterNode, control: PolicyControl, log: Logger) {
     this.node = node;
     this.#control = control;
     this.#log = log;
+    this.#pools = new ClusterPoolSync(node, control.runtime.pools, log);
   }
 
   /**
@@ -123,6 +127,8 @@ export class ClusterLink implements PolicyReplicator {
         }));
       void control.applyReplicatedOps(batches);
     }
+    // Backend health both ways and source stickiness (reports, imports, majority views).
+    this.#pools.attach();
   }
 
   quarantineAdded(entry: QuarantineEntry): void {
@@ -156,10 +162,12 @@ export class ClusterLink implements PolicyReplicator {
 
   snapshotChanged(snap: Snapshot): void {
     this.node.setPolicyVersion(snap.hash);
+    this.#pools.snapshotChanged();
   }
 
   /** Stops the node (announcing it leaves). */
   stop(): Promise<void> {
+    this.#pools.detach();
     return this.node.stop();
   }
 }

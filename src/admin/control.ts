@@ -3,14 +3,14 @@
 // new snapshot swapped in -> state file -> audit trail.
 
 import { randomBytes } from 'node:crypto';
-import { readFileSync, renameSync } from 'node:fs';
-import { type LoadedConfig, loadConfigText } from '../config/index.ts';
+import { renameSync } from 'node:fs';
+import { type LoadedConfig, loadConfigText, readConfigText } from '../config/index.ts';
 import { AdminError, ConfigError, type ConfigIssue, SeglbError } from '../errors.ts';
 import type { Logger } from '../observe/log.ts';
 import type { QuarantineEntry } from '../policy/index.ts';
 import type { BackendAdminState } from '../pools/index.ts';
 import type { Runtime, Snapshot } from '../runtime.ts';
-import { applyPolicyOps, type PolicyOp } from './ops.ts';
+import { applyPolicyOps, compactOps, type PolicyOp } from './ops.ts';
 import { AuditTrail, EMPTY_STATE, type RuntimeState, StateStore } from './state.ts';
 
 /** An operation that no longer applies to the file (kept out of the running policy, reported). */
@@ -66,14 +66,7 @@ export function prepareConfig(file: string, stateFile: string | null, log: Logge
 }
 
 function readText(file: string): string {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch (err) {
-    const message = `cannot read config file: ${(err as NodeJS.ErrnoException).code ?? String(err)}`;
-    throw new ConfigError('SEGLB_CONFIG_READ', [{ file, line: 0, col: 0, keyPath: '', message }], {
-      cause: err,
-    });
-  }
+  return readConfigText(file);
 }
 
 /** Applies ops one by one; those that fail (or make the config invalid) become drift. */
@@ -83,6 +76,14 @@ function replayOps(
   ops: readonly PolicyOp[],
   fileLoaded: LoadedConfig,
 ): { ops: PolicyOp[]; drift: Drift[]; loaded: LoadedConfig; text: string } {
+  if (ops.length === 0) return { ops: [], drift: [], loaded: fileLoaded, text: fileText };
+  // The common case: every operation still applies. One edit and one validation, not one per op.
+  try {
+    const text = applyPolicyOps(fileText, ops);
+    return { ops: [...ops], drift: [], loaded: loadConfigText(text, file), text };
+  } catch {
+    // some operation no longer applies: find which, one by one
+  }
   const kept: PolicyOp[] = [];
   const drift: Drift[] = [];
   let text = fileText;
@@ -198,7 +199,7 @@ export class PolicyControl {
       const text = applyPolicyOps(this.effectiveText(), ops);
       const loaded = validate(text, this.file);
       const snap = await this.#swap(loaded);
-      this.#ops = [...this.#ops, ...ops];
+      this.#ops = compactOps([...this.#ops, ...ops]);
       const id = `${process.pid}-${Date.now().toString(36)}-${randomBytes(6).toString('hex')}`;
       this.#appliedIds.add(id);
       this.#persist();
@@ -341,7 +342,7 @@ export class PolicyControl {
         try {
           const loaded = validate(applyPolicyOps(this.effectiveText(), b.ops), this.file);
           const snap = await this.#swap(loaded);
-          this.#ops = [...this.#ops, ...b.ops];
+          this.#ops = compactOps([...this.#ops, ...b.ops]);
           this.#persist();
           this.#audited(`cluster:${b.actor}`, 'policy_ops_replicated', b.ops, snap.old, snap.next);
         } catch (err) {
@@ -396,10 +397,19 @@ export class PolicyControl {
     for (const id of state.applied_ids ?? []) this.#appliedIds.add(id);
     const now = Date.now();
     for (const q of state.quarantine) {
-      const ttl = q.expiresAt === null ? Number.POSITIVE_INFINITY : q.expiresAt - now;
+      // The file may have been edited by hand: skip anything that is not a well-formed entry.
+      if (!q || typeof q !== 'object' || typeof q.cidr !== 'string') {
+        this.#log.warn({ entry: q }, 'saved quarantine entry skipped: not {cidr, expiresAt, reason}');
+        continue;
+      }
+      const ttl = typeof q.expiresAt === 'number' ? q.expiresAt - now : Number.POSITIVE_INFINITY;
       if (ttl > 0) {
         try {
-          this.runtime.quarantine.add(q.cidr, ttl, q.reason);
+          this.runtime.quarantine.add(
+            q.cidr,
+            ttl,
+            typeof q.reason === 'string' ? q.reason : 'restored from state file',
+          );
         } catch (err) {
           this.#log.warn({ cidr: q.cidr, err: String(err) }, 'saved quarantine entry skipped');
         }

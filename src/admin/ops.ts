@@ -172,3 +172,72 @@ function requireIpSet(doc: ReturnType<typeof parseDocument>, name: string): void
   if (!isMap(sets) || !sets.has(name))
     throw new AdminError('SEGLB_ADMIN_NOT_FOUND', `IP set ${name} does not exist`, 404);
 }
+
+/**
+ * Shortens an operation log without changing its effect on any file it applies to: a rule added
+ * and later removed by name leaves no trace, only the last mode per segment is kept, and IP-set
+ * entries collapse to one net add and one net remove per set. Keeps replay (restart, reload) and the
+ * state file proportional to the runtime difference, not to the history of changes.
+ * @param ops - operations in the order they were applied
+ * @returns an equivalent, shorter list (same order of first appearance)
+ */
+export function compactOps(ops: readonly PolicyOp[]): PolicyOp[] {
+  type Slot = { op: PolicyOp | null };
+  const out: Slot[] = [];
+  const addedRule = new Map<string, Slot>();
+  const lastMode = new Map<string, Slot>();
+  const sets = new Map<string, { add: Slot; remove: Slot; state: Map<string, 'added' | 'removed'> }>();
+  for (const op of ops) {
+    switch (op.op) {
+      case 'add_rule': {
+        const slot: Slot = { op };
+        addedRule.set(`${op.segment}\u0000${op.kind}\u0000${op.rule.name}`, slot);
+        out.push(slot);
+        break;
+      }
+      case 'remove_rule': {
+        const key = `${op.segment}\u0000${op.kind}\u0000${op.name}`;
+        const added = addedRule.get(key);
+        if (added?.op) {
+          added.op = null; // added at runtime, removed again: neither is needed
+          addedRule.delete(key);
+        } else out.push({ op });
+        break;
+      }
+      case 'set_mode': {
+        const prev = lastMode.get(op.segment);
+        if (prev) prev.op = null;
+        const slot: Slot = { op };
+        lastMode.set(op.segment, slot);
+        out.push(slot);
+        break;
+      }
+      case 'add_ipset_entries':
+      case 'remove_ipset_entries': {
+        let set = sets.get(op.ipset);
+        if (!set) {
+          set = { add: { op: null }, remove: { op: null }, state: new Map() };
+          sets.set(op.ipset, set);
+          out.push(set.add, set.remove);
+        }
+        for (const c of op.cidrs) {
+          const before = set.state.get(c);
+          if (op.op === 'add_ipset_entries') {
+            // Removing a file entry and adding it back is no change; otherwise it is a net add.
+            if (before === 'removed') set.state.delete(c);
+            else set.state.set(c, 'added');
+          } else if (before === 'added') set.state.delete(c);
+          else set.state.set(c, 'removed');
+        }
+        const adds = [...set.state].filter(([, v]) => v === 'added').map(([c]) => c);
+        const removes = [...set.state].filter(([, v]) => v === 'removed').map(([c]) => c);
+        set.add.op = adds.length ? { op: 'add_ipset_entries', ipset: op.ipset, cidrs: adds } : null;
+        set.remove.op = removes.length
+          ? { op: 'remove_ipset_entries', ipset: op.ipset, cidrs: removes }
+          : null;
+        break;
+      }
+    }
+  }
+  return out.flatMap((s) => (s.op ? [s.op] : []));
+}

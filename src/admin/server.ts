@@ -214,6 +214,15 @@ export class AdminServer {
     );
     this.#route('POST', '/quarantine', 'operate', ({ body, actor }) => {
       const b = asObject(body) ?? {};
+      // A misspelt key (`ttl` for `ttl_ms`) must not silently give an entry that never expires.
+      const unknown = Object.keys(b).filter((k) => k !== 'cidr' && k !== 'ttl_ms' && k !== 'reason');
+      if (unknown.length > 0) {
+        throw new AdminError(
+          'SEGLB_ADMIN_BAD_REQUEST',
+          `unknown key(s) ${unknown.map((k) => `"${k}"`).join(', ')}: the body takes cidr, ttl_ms and reason`,
+          400,
+        );
+      }
       const ttl = b.ttl_ms === undefined ? Number.POSITIVE_INFINITY : b.ttl_ms;
       // Checked before anything is applied: an expiry past what a Date can hold (ttl_ms 1e300)
       // used to be quarantined first and then fail the answer with 400.
@@ -355,21 +364,9 @@ export class AdminServer {
         segmentSummary(s.name, s.config.mode, s.policy, s.counters),
       ),
       vips: rt.boundVips(),
-      pools: [...new Map([...snap.segments.values()].map((s) => [s.pool.name, s.pool])).values()].map(
-        (p) => ({
-          name: p.name,
-          algorithm: p.config.algorithm,
-          backends: p.backends.map((b) => ({
-            name: b.name,
-            address: b.address,
-            weight: b.weight,
-            state: b.adminState,
-            usable: b.usable,
-            inflight: b.inflight,
-            served: b.served,
-            failures: b.failures,
-          })),
-        }),
+      // One entry per pool (segments sharing a pool share its state): health, ejection, queue, budget.
+      pools: [...new Map([...snap.segments.values()].map((s) => [s.pool.name, s.pool])).values()].map((p) =>
+        p.status(),
       ),
       quarantine: { entries: rt.quarantine.list().length, denied: rt.shared.counters.quarantineDenied },
       counters: rt.shared.counters,

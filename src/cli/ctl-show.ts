@@ -33,10 +33,15 @@ export interface StatusAnswer {
   readonly pools: readonly {
     name: string;
     algorithm: string;
+    panic: boolean;
+    queued: number;
     backends: readonly {
       name: string;
       address: string;
-      state: string;
+      adminState: string;
+      health: string;
+      clusterHealth: string | null;
+      ejectedUntil: number | null;
       usable: boolean;
       inflight: number;
       served: number;
@@ -261,15 +266,18 @@ export function showStatus(b: StatusAnswer): string {
   );
   lines.push('pools:');
   for (const p of b.pools) {
-    lines.push(`  ${p.name} (${p.algorithm})`);
+    lines.push(
+      `  ${p.name} (${p.algorithm})${p.panic ? ' PANIC' : ''}${p.queued > 0 ? `, ${p.queued} queued` : ''}`,
+    );
     lines.push(
       indent(
         table(
-          ['BACKEND', 'ADDRESS', 'STATE', 'USABLE', 'INFLIGHT', 'SERVED', 'FAILURES'],
+          ['BACKEND', 'ADDRESS', 'STATE', 'HEALTH', 'USABLE', 'INFLIGHT', 'SERVED', 'FAILURES'],
           p.backends.map((x) => [
             x.name,
             x.address,
-            x.state,
+            x.adminState,
+            showHealth(x),
             x.usable ? 'yes' : 'no',
             String(x.inflight),
             String(x.served),
@@ -284,6 +292,17 @@ export function showStatus(b: StatusAnswer): string {
     `quarantine: ${plural(b.quarantine.entries, 'entry', 'entries')}, ${plural(b.quarantine.denied, 'connection')} refused`,
   );
   return lines.join('\n');
+}
+
+/** A backend's health: this node's verdict, the cluster's majority when it differs, an ejection. */
+function showHealth(b: {
+  health: string;
+  clusterHealth: string | null;
+  ejectedUntil: number | null;
+}): string {
+  const cluster =
+    b.clusterHealth !== null && b.clusterHealth !== b.health ? ` (cluster: ${b.clusterHealth})` : '';
+  return `${b.health}${cluster}${b.ejectedUntil !== null ? ', ejected' : ''}`;
 }
 
 /** The same lines as `seglb explain`. */

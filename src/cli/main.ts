@@ -319,9 +319,11 @@ async function run(loaded: LoadedConfig, values: CliValues): Promise<number> {
   // Detectors quarantine through the controller (persisted, audited); /metrics, /flows, /events
   // and the dashboard join the admin listener when there is one.
   admin.wireObserve(control, adminServer ?? null);
+  let adminPort: number | null = null;
   if (adminCfg && adminServer) {
     try {
       const bound = await adminServer.listen();
+      adminPort = bound.port;
       log.info(
         { address: bound.address, port: bound.port, tls: prepared.loaded.adminTls !== null },
         'admin API listening',
@@ -356,7 +358,7 @@ async function run(loaded: LoadedConfig, values: CliValues): Promise<number> {
   }
   const started = runtime;
   log.info({ version: packageVersion(), config: loaded.file, node: process.version }, 'seglb started');
-  printDemoHints(started, prepared.loaded);
+  printDemoHints(started, prepared.loaded, adminPort, (await import('../policy/index.ts')).VERDICT_DENY);
   return new Promise<number>((resolve) => {
     stopRequested = (signal: string) => {
       stopping = true;
@@ -399,36 +401,49 @@ async function reloadFromFile(
   }
 }
 
-function printDemoHints(runtime: Runtime, loaded: LoadedConfig): void {
+function printDemoHints(
+  runtime: Runtime,
+  loaded: LoadedConfig,
+  adminPort: number | null,
+  verdictDeny: number,
+): void {
   const lines: string[] = [];
-  for (const v of runtime.boundVips()) {
-    const host = v.address.includes(':')
-      ? `[${v.address === '::' ? '::1' : v.address}]`
-      : v.address === '0.0.0.0'
+  const hostOf = (address: string) =>
+    address.includes(':')
+      ? `[${address === '::' ? '::1' : address}]`
+      : address === '0.0.0.0'
         ? '127.0.0.1'
-        : v.address;
-    if (v.protocol === 'http')
-      lines.push(`  curl -s http://${host}:${v.port}/            # segment ${v.segment}`);
-    else if (v.protocol === 'https')
-      lines.push(`  curl -sk https://${host}:${v.port}/           # segment ${v.segment}`);
-    else
-      lines.push(
-        `  curl -s http://${host}:${v.port}/            # segment ${v.segment} (TCP VIP, HTTP demo backends)`,
+        : address;
+  for (const v of runtime.boundVips()) {
+    const seg = runtime.snapshot.segments.get(v.segment);
+    const demoPool = seg?.pool.config.demo === true;
+    const url = `${v.protocol === 'https' ? 'https' : 'http'}://${hostOf(v.address)}:${v.port}/`;
+    if (v.protocol === 'tcp' && !demoPool) continue; // nothing curl can show on an arbitrary TCP service
+    const note = v.protocol === 'tcp' ? ' (TCP VIP, HTTP demo backend)' : '';
+    lines.push(
+      `  curl -s${v.protocol === 'https' ? 'k' : ''} ${url.padEnd(28)} # segment ${v.segment}${note}`,
+    );
+    // Show a refused source only when the policy really refuses it (reset at accept).
+    if (v.protocol === 'http' && seg && seg.policy.mode === 'enforce') {
+      const denied = ['127.0.0.9', '127.0.0.99', '127.0.3.3'].find(
+        (a) => seg.policy.lookup(a).verdict === verdictDeny,
       );
+      if (denied && !v.address.includes(':')) {
+        lines.push(`  curl -s --interface ${denied} ${url}   # a source the policy denies: connection reset`);
+      }
+    }
   }
   const demo = Object.values(loaded.config.pools).some((p) => p.demo);
-  if (lines.length) {
-    process.stderr.write(
-      `\nseglb is running${demo ? ' with demo backends' : ''}. Try:\n${lines.join('\n')}\n`,
-    );
-    const first = runtime.boundVips().find((v) => v.protocol === 'http');
-    if (first) {
-      process.stderr.write(
-        `  curl -s --interface 127.0.0.9 http://127.0.0.1:${first.port}/   # from a source the demo policy denies (reset)\n`,
-      );
-    }
-    process.stderr.write('Stop with Ctrl-C (drains in-flight requests). Reload with: kill -HUP <pid>\n\n');
-  }
+  const out: string[] = [];
+  if (lines.length)
+    out.push(`seglb is running${demo ? ' with demo backends' : ''} (pid ${process.pid}). Try:`, ...lines);
+  else out.push(`seglb is running (pid ${process.pid}).`);
+  if (adminPort !== null)
+    out.push(`Admin API: http://127.0.0.1:${adminPort}/status (bearer token), dashboard: /dashboard`);
+  out.push(
+    `Stop with Ctrl-C or kill -TERM ${process.pid} (drains in-flight requests). Reload with: kill -HUP ${process.pid}`,
+  );
+  process.stderr.write(`\n${out.join('\n')}\n\n`);
 }
 
 /**

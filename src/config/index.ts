@@ -8,7 +8,7 @@ export {
   roleAllows,
   tokenDigest,
 } from './admin-tokens.ts';
-export { type LoadedConfig, loadConfigFile, loadConfigText, SCHEMA_URL } from './load.ts';
+export { type LoadedConfig, loadConfigFile, loadConfigText, readConfigText, SCHEMA_URL } from './load.ts';
 export { type SecretFileWarning, secretFileWarnings } from './secret-files.ts';
 export type * from './types.ts';
 export { ANY_SOURCE, isIpSetName, type ResolvedExtras, type TlsMaterial } from './validate.ts';

@@ -1,7 +1,7 @@
 // Loads a seglb YAML config: read, parse with positions, apply schema defaults and validate
 // (schema/seglb.schema.json), then the semantic checks; every problem is reported at once.
 
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
 import { type Document, isAlias, isScalar, LineCounter, parseDocument, visit, type YAMLError } from 'yaml';
@@ -52,16 +52,31 @@ export interface LoadedConfig extends ResolvedExtras {
  */
 export function loadConfigFile(file: string): LoadedConfig {
   const abs = resolve(file);
-  let text: string;
+  return loadConfigText(readConfigText(abs), abs);
+}
+
+/** Largest config file accepted, bytes (IP sets that big belong in their own files). */
+export const MAX_CONFIG_TEXT_BYTES = 32 * 1024 * 1024;
+
+/**
+ * Reads the config file itself: a regular file of at most 32 MiB (so `-c /dev/zero` or a FIFO is
+ * an error, not an endless read or a hang).
+ * @throws ConfigError SEGLB_CONFIG_READ naming the file
+ */
+export function readConfigText(file: string): string {
   try {
-    text = readFileSync(abs, 'utf8');
+    const st = statSync(file);
+    if (!st.isFile()) throw Object.assign(new Error('not a regular file'), { code: 'not a regular file' });
+    if (st.size > MAX_CONFIG_TEXT_BYTES) {
+      throw Object.assign(new Error('too large'), { code: `larger than ${MAX_CONFIG_TEXT_BYTES >> 20} MiB` });
+    }
+    return readFileSync(file, 'utf8');
   } catch (err) {
     const message = `cannot read config file: ${describeReadError(err)}`;
-    throw new ConfigError('SEGLB_CONFIG_READ', [{ file: abs, line: 0, col: 0, keyPath: '', message }], {
+    throw new ConfigError('SEGLB_CONFIG_READ', [{ file, line: 0, col: 0, keyPath: '', message }], {
       cause: err,
     });
   }
-  return loadConfigText(text, abs);
 }
 
 /**

@@ -143,6 +143,11 @@ export interface HealthCheckConfig {
   readonly rise: number;
   readonly fall: number;
   readonly jitter_percent: number;
+  /**
+   * Whose verdict decides: `local`, this node's checks; `majority`, the majority of the live cluster
+   * nodes that report the backend (this node's own verdict without a cluster or reports).
+   */
+  readonly cluster_view: 'local' | 'majority';
   readonly http: {
     readonly method: 'GET' | 'HEAD' | 'OPTIONS' | 'POST';
     readonly path: string;

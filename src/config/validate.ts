@@ -79,6 +79,22 @@ const NONE_INVALID: SchemaInvalidNames = {
 /** Most errors reported per IP-set file; the rest are counted in one more issue. */
 const MAX_IPSET_FILE_ERRORS = 20;
 
+/** A rule host: DNS name (optionally `*.`-prefixed), IPv4 address or bracketed IPv6; no port. */
+const RULE_HOST =
+  /^(?:\*\.)?(?:[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*\.?$|^\[[0-9A-Fa-f:.]+\]$/;
+
+/** True when `s` holds whitespace or a control character (code < 0x21 or 0x7f). */
+function hasSpaceOrControl(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c <= 0x20 || c === 0x7f) return true;
+  }
+  return false;
+}
+
+/** An HTTP header name: an RFC 9110 token. */
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
 /** The reserved source word meaning every IPv4 and IPv6 address. */
 export const ANY_SOURCE = 'any';
 
@@ -164,7 +180,14 @@ export function checkSemantics(
           );
         }
         rule.paths?.forEach((p, j) => {
-          if (p.indexOf('*') !== -1 && p.indexOf('*') !== p.length - 1) {
+          if (hasSpaceOrControl(p)) {
+            issues.push(
+              issue(
+                [...path, 'paths', j],
+                'a path cannot contain spaces or control characters (requests with them are refused)',
+              ),
+            );
+          } else if (p.indexOf('*') !== -1 && p.indexOf('*') !== p.length - 1) {
             issues.push(
               issue([...path, 'paths', j], 'only a trailing * (prefix match) is supported in paths'),
             );
@@ -178,8 +201,28 @@ export function checkSemantics(
                 'a host is exact or starts with "*." (one leading wildcard label)',
               ),
             );
+          } else if (!RULE_HOST.test(h)) {
+            // Requests are matched on the Host name without port: a rule with a port, a space or an
+            // empty label could never match, so it is refused rather than silently dead.
+            issues.push(
+              issue(
+                [...path, 'hosts', j],
+                `"${h}" is not a host name (no port, no spaces; e.g. api.example.com, *.example.com, 192.0.2.1, [2001:db8::1])`,
+              ),
+            );
           }
         });
+        for (const name of Object.keys(rule.headers ?? {})) {
+          if (!HEADER_NAME.test(name)) {
+            issues.push(
+              issue(
+                [...path, 'headers', name],
+                `"${name}" is not a valid header name (RFC 9110 token)`,
+                'key',
+              ),
+            );
+          }
+        }
       });
       const names = new Map<string, number>();
       rules.forEach((rule, i) => {

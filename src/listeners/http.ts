@@ -26,7 +26,13 @@ import {
   RULE_QUARANTINE,
   RULE_TRUSTED_PROXY,
 } from '../observe/index.ts';
-import { normaliseRequestPath, VERDICT_DENY, VERDICT_L7, type VerdictRecord } from '../policy/index.ts';
+import {
+  normaliseRequestPath,
+  requestHostName,
+  VERDICT_DENY,
+  VERDICT_L7,
+  type VerdictRecord,
+} from '../policy/index.ts';
 import type { AssignHandler, Backend, PickRequest, QueueTicket } from '../pools/index.ts';
 import { BACKEND_FULL, resolveAllowedAddress } from '../pools/index.ts';
 import {
@@ -231,7 +237,14 @@ export class HttpVip {
       return;
     }
     let path = req.url ?? '/';
-    if (path.charCodeAt(0) !== 47 /* / */ && path !== '*') {
+    if (path === '*') {
+      // The asterisk-form (RFC 9112 §3.2.4, OPTIONS *) asks about seglb itself, not a resource:
+      // answered here (the backend connection pool cannot carry it), never blamed on a backend.
+      sendError(res, seg, 501, 'OPTIONS * is not forwarded to backends');
+      this.#requestFlow(conn.ctx, 501, t0);
+      return;
+    }
+    if (path.charCodeAt(0) !== 47 /* / */) {
       const origin = originForm(path);
       if (origin === null) {
         sendError(res, seg, 400, 'invalid request target');
@@ -334,7 +347,7 @@ export class HttpVip {
       method: req.method ?? 'GET',
       path: normaliseRequestPath(req.url ?? '/'),
       rawPath: req.url ?? '/',
-      host: hostWithoutPort(req.headers.host),
+      host: requestHostName(req.headers.host),
       headers: req.headers,
     });
     policy.count(verdict.allowed, verdict.rule);
@@ -786,19 +799,6 @@ function outboundObserver(seg: SegmentRuntime, shared: AcceptShared) {
       );
     }
   };
-}
-
-/**
- * `Host` header value without port and without a trailing dot, lowercase (`[::1]:80` -> `[::1]`,
- * `Admin.Example.com.:80` -> `admin.example.com`): the fully qualified spelling names the same host
- * to DNS and to most servers (nginx strips the dot), so it must meet the same host rules.
- */
-function hostWithoutPort(host: string | undefined): string {
-  if (!host) return '';
-  const end = host.startsWith('[') ? host.indexOf(']') + 1 : host.indexOf(':');
-  let name = end > 0 ? host.slice(0, end) : host;
-  if (name.length > 1 && name.charCodeAt(name.length - 1) === 46 /* . */) name = name.slice(0, -1);
-  return name.toLowerCase();
 }
 
 /** node's shouldUpgradeCallback: only `Upgrade: websocket` is tunnelled (see the server options). */

@@ -4,7 +4,7 @@
 
 import { normaliseSource } from '../net/address.ts';
 import { DEFAULT_DENY_RULE, type SegmentPolicy, VERDICT_ALLOW, VERDICT_DENY, VERDICT_L7 } from './compile.ts';
-import { normaliseRequestPath } from './l7.ts';
+import { normaliseRequestPath, requestHostName } from './l7.ts';
 import type { Quarantine } from './quarantine.ts';
 
 /** A rule as explain reports it. */
@@ -111,7 +111,7 @@ export function explainVerdict(
       method: (request.method ?? 'GET').toUpperCase(),
       path: normaliseRequestPath(request.path ?? '/'),
       rawPath: request.path ?? '/',
-      host: (request.host ?? '').toLowerCase(),
+      host: requestHostName(request.host),
       headers: Object.fromEntries(
         Object.entries(request.headers ?? {}).map(([k, val]) => [k.toLowerCase(), val]),
       ),

@@ -13,7 +13,7 @@ export {
   type VerdictRecord,
 } from './compile.ts';
 export { type ExplainedRule, type ExplainRequest, type Explanation, explainVerdict } from './explain.ts';
-export { L7Matcher, normaliseRequestPath, type RequestAttributes } from './l7.ts';
+export { L7Matcher, normaliseRequestPath, type RequestAttributes, requestHostName } from './l7.ts';
 export { Quarantine, type QuarantineEntry } from './quarantine.ts';
 export { RadixBuilder, type RadixBuildOptions, RadixTable } from './radix.ts';
 export { EMPTY_SOURCE_SET, expandSources, SourceSet, unmapCidr } from './source-set.ts';

@@ -203,3 +203,17 @@ export function normaliseRequestPath(target: string): string {
   }
   return `/${out.join('/')}`;
 }
+
+/**
+ * The host name L7 rules compare: the Host header (or an explain --host) without port, lowercase,
+ * without a trailing dot (`Admin.Example.com.:8443` -> `admin.example.com`, `[::1]:80` -> `[::1]`).
+ * Live requests and explain both use this, so they cannot disagree.
+ * @param host - Host header value, or undefined
+ */
+export function requestHostName(host: string | undefined): string {
+  if (!host) return '';
+  const end = host.startsWith('[') ? host.indexOf(']') + 1 : host.indexOf(':');
+  let name = end > 0 ? host.slice(0, end) : host;
+  if (name.length > 1 && name.charCodeAt(name.length - 1) === 46 /* . */) name = name.slice(0, -1);
+  return name.toLowerCase();
+}

@@ -151,3 +151,17 @@ function clampWeight(weight: number): number {
   if (!(weight >= 1)) return 1; // also catches NaN
   return weight >= MAX_MEMBER_WEIGHT ? MAX_MEMBER_WEIGHT : Math.trunc(weight);
 }
+
+/** Greatest common divisor of the weights (0 for none): tables divide by it to stay short. */
+export function weightsGcd(weights: Int32Array): number {
+  let g = 0;
+  for (let i = 0; i < weights.length; i++) {
+    let b = weights[i]!;
+    while (b !== 0) {
+      const r = g % b;
+      g = b;
+      b = r;
+    }
+  }
+  return g;
+}

@@ -32,6 +32,11 @@ export class BackendState {
   checkStreakOk = 0;
   checkStreakFailed = 0;
   lastCheck: CheckRecord | null = null;
+  /**
+   * How the live cluster nodes that report this backend see it (their majority), set by the cluster
+   * link on every change; null without a cluster or reports. Decides only with `cluster_view: majority`.
+   */
+  clusterHealth: HealthVerdict | null = null;
 
   /** Passive checks (outlier detection). */
   consecutiveConnectFailures = 0;

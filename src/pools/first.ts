@@ -2,14 +2,9 @@
 // takes the request, so traffic packs onto as few backends as possible (the rest can be powered down
 // or kept cold). Meant for pools whose backends have max_connections.
 
-import type {
-  ActiveGroup,
-  LbAlgorithm,
-  LbAlgorithmDescriptor,
-  PickOutcome,
-  PoolMember,
-} from './algorithm.ts';
-import { isFull, PICK_FULL, PICK_NONE, selectActiveGroup } from './algorithm.ts';
+import type { LbAlgorithm, LbAlgorithmDescriptor, PickOutcome, PoolMember } from './algorithm.ts';
+import { isFull, PICK_FULL, PICK_NONE } from './algorithm.ts';
+import { GroupAlgorithm } from './group-algorithm.ts';
 
 /**
  * `first`: scans the active group in pool order and returns the first member that is not full and
@@ -25,35 +20,21 @@ export const FIRST: LbAlgorithmDescriptor = Object.freeze({
   },
 });
 
-class FirstAvailable implements LbAlgorithm {
-  readonly #all: readonly PoolMember[];
-  #group: ActiveGroup;
-  #stale = false;
-
-  constructor(all: readonly PoolMember[]) {
-    this.#all = all;
-    this.#group = selectActiveGroup(all);
+class FirstAvailable extends GroupAlgorithm {
+  override pick(avoid: PoolMember | null, hash: number): PickOutcome {
+    const outcome = this.choose(avoid, hash);
+    return this.stale ? this.heal(avoid, hash) : outcome;
   }
 
-  pick(avoid: PoolMember | null, _hash: number): PickOutcome {
-    const outcome = this.#scan(avoid);
-    if (!this.#stale) return outcome;
-    this.onMembersChanged();
-    return this.#scan(avoid);
-  }
+  protected override rebuild(): void {} // the group is the whole table
 
-  onMembersChanged(): void {
-    this.#group = selectActiveGroup(this.#all);
-    this.#stale = false;
-  }
-
-  #scan(avoid: PoolMember | null): PickOutcome {
-    const { members, outcomes } = this.#group;
+  protected override choose(avoid: PoolMember | null, _hash: number): PickOutcome {
+    const { members, outcomes } = this.group;
     let avoided = -1;
     let full = false;
     for (let i = 0; i < members.length; i++) {
       const m = members[i]!;
-      if (!m.usable) this.#stale = true;
+      if (!m.usable) this.stale = true;
       else if (isFull(m)) full = true;
       else if (m === avoid) avoided = i;
       else return outcomes[i]!;

@@ -1,6 +1,7 @@
 // Shared lookup of the hash-table algorithms (source_hash, consistent_hash): the key's slot first,
 // then a fixed probe sequence derived from the key, then a scan. The same key always meets the same
-// fallback member, so a key whose backend is full or just failed still lands in one place.
+// fallback member, so a key whose backend is full or just failed still lands in one place. Both
+// algorithms extend HashTableAlgorithm and only say how their table is built.
 
 import {
   type ActiveGroup,
@@ -10,6 +11,7 @@ import {
   type PickOutcome,
   type PoolMember,
 } from './algorithm.ts';
+import { GroupAlgorithm } from './group-algorithm.ts';
 import { mix32 } from './key-hash.ts';
 
 /** Golden-ratio step between probe hashes. */
@@ -80,4 +82,34 @@ export function probeHashTable(
   }
   out.outcome = avoided >= 0 ? outcomes[avoided]! : full ? PICK_FULL : PICK_NONE;
   return out;
+}
+
+const EMPTY_TABLE = new Int32Array(0);
+
+/**
+ * An algorithm whose pick is a lookup of the key hash in a table of active-group indices
+ * (probeHashTable). Subclasses build the table from `group` in buildTable() and call rebuild() at the
+ * end of their constructor.
+ */
+export abstract class HashTableAlgorithm extends GroupAlgorithm {
+  #table: Int32Array = EMPTY_TABLE;
+  readonly #result: ProbeResult = { outcome: PICK_NONE, stale: false };
+
+  override pick(avoid: PoolMember | null, hash: number): PickOutcome {
+    const outcome = this.choose(avoid, hash);
+    return this.stale ? this.heal(avoid, hash) : outcome;
+  }
+
+  protected override rebuild(): void {
+    this.#table = this.buildTable();
+  }
+
+  protected override choose(avoid: PoolMember | null, hash: number): PickOutcome {
+    const r = probeHashTable(this.#table, this.group, hash, avoid, this.#result);
+    this.stale = r.stale;
+    return r.outcome;
+  }
+
+  /** The table for the current `group`: slots holding indices into `group.members`. */
+  protected abstract buildTable(): Int32Array;
 }

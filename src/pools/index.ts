@@ -18,5 +18,5 @@ export {
   type QueueTicket,
 } from './pool.ts';
 export { PoolStateRegistry } from './pool-registry.ts';
-export type { PoolCounters, PoolState } from './pool-state.ts';
+export type { PoolCounters, PoolState, PoolStateListener } from './pool-state.ts';
 export { SourceStickyTable, type StickyEntry } from './sticky-table.ts';

@@ -1,14 +1,9 @@
 // Weighted least connections, after HAProxy `balance leastconn` (src/lb_fwlc.c): the member with the
 // fewest in-flight requests per unit of weight wins; equal members take turns.
 
-import type {
-  ActiveGroup,
-  LbAlgorithm,
-  LbAlgorithmDescriptor,
-  PickOutcome,
-  PoolMember,
-} from './algorithm.ts';
-import { isFull, PICK_FULL, PICK_NONE, selectActiveGroup } from './algorithm.ts';
+import type { LbAlgorithm, LbAlgorithmDescriptor, PickOutcome, PoolMember } from './algorithm.ts';
+import { isFull, PICK_FULL, PICK_NONE } from './algorithm.ts';
+import { RotatingGroupAlgorithm } from './group-algorithm.ts';
 
 /**
  * `least_connections`: picks the active-group member with the lowest `inflight / weight` (compared as
@@ -35,45 +30,25 @@ export const LEAST_CONNECTIONS: LbAlgorithmDescriptor = Object.freeze({
   },
 });
 
-class WeightedLeastConnections implements LbAlgorithm {
-  readonly #all: readonly PoolMember[];
-  #group: ActiveGroup;
-  /** Index in the group where the next scan starts: just after the last winner. */
-  #next = 0;
-  /** Set by #scan when it met a member that went unusable since the last rebuild. */
-  #stale = false;
-
-  constructor(all: readonly PoolMember[]) {
-    this.#all = all;
-    this.#group = selectActiveGroup(all);
+/** Scans start at `next`: just after the last winner. */
+class WeightedLeastConnections extends RotatingGroupAlgorithm {
+  override pick(avoid: PoolMember | null, hash: number): PickOutcome {
+    const outcome = this.choose(avoid, hash);
+    return this.stale ? this.heal(avoid, hash) : outcome;
   }
 
-  pick(avoid: PoolMember | null, _hash: number): PickOutcome {
-    const outcome = this.#scan(avoid);
-    if (!this.#stale) return outcome;
-    this.onMembersChanged(); // a health change the pool has not announced yet: heal and retry once
-    return this.#scan(avoid);
-  }
-
-  onMembersChanged(): void {
-    this.#group = selectActiveGroup(this.#all);
-    this.#stale = false;
-    const n = this.#group.members.length;
-    this.#next = n === 0 ? 0 : this.#next % n;
-  }
-
-  #scan(avoid: PoolMember | null): PickOutcome {
-    const { members, weights, outcomes } = this.#group;
+  protected override choose(avoid: PoolMember | null, _hash: number): PickOutcome {
+    const { members, weights, outcomes } = this.group;
     const n = members.length;
     let best = -1;
     let bestInflight = 0;
     let bestWeight = 1;
     let avoided = -1;
     let full = false;
-    let i = this.#next;
+    let i = this.next;
     for (let k = 0; k < n; k++) {
       const m = members[i]!;
-      if (!m.usable) this.#stale = true;
+      if (!m.usable) this.stale = true;
       else if (isFull(m)) full = true;
       else if (m === avoid) avoided = i;
       else {
@@ -89,7 +64,7 @@ class WeightedLeastConnections implements LbAlgorithm {
     }
     if (best < 0) best = avoided;
     if (best < 0) return full ? PICK_FULL : PICK_NONE;
-    this.#next = best + 1 === n ? 0 : best + 1;
+    this.next = best + 1 === n ? 0 : best + 1;
     return outcomes[best]!;
   }
 }

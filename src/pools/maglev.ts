@@ -7,11 +7,10 @@ import type {
   AlgorithmOptions,
   LbAlgorithm,
   LbAlgorithmDescriptor,
-  PickOutcome,
   PoolMember,
 } from './algorithm.ts';
-import { DEFAULT_HASH_TABLE_SIZE, PICK_NONE, selectActiveGroup } from './algorithm.ts';
-import { type ProbeResult, probeHashTable } from './hash-probe.ts';
+import { DEFAULT_HASH_TABLE_SIZE } from './algorithm.ts';
+import { HashTableAlgorithm } from './hash-probe.ts';
 import { hashString } from './key-hash.ts';
 
 /**
@@ -34,30 +33,17 @@ export const CONSISTENT_HASH: LbAlgorithmDescriptor = Object.freeze({
   },
 });
 
-class MaglevHash implements LbAlgorithm {
-  readonly #all: readonly PoolMember[];
+class MaglevHash extends HashTableAlgorithm {
   readonly #size: number;
-  #group: ActiveGroup;
-  #table: Int32Array;
-  readonly #result: ProbeResult = { outcome: PICK_NONE, stale: false };
 
   constructor(all: readonly PoolMember[], size: number) {
-    this.#all = all;
+    super(all);
     this.#size = size;
-    this.#group = selectActiveGroup(all);
-    this.#table = buildMaglevTable(this.#group, size);
+    this.rebuild();
   }
 
-  pick(avoid: PoolMember | null, hash: number): PickOutcome {
-    const r = probeHashTable(this.#table, this.#group, hash, avoid, this.#result);
-    if (!r.stale) return r.outcome;
-    this.onMembersChanged();
-    return probeHashTable(this.#table, this.#group, hash, avoid, this.#result).outcome;
-  }
-
-  onMembersChanged(): void {
-    this.#group = selectActiveGroup(this.#all);
-    this.#table = buildMaglevTable(this.#group, this.#size);
+  protected override buildTable(): Int32Array {
+    return buildMaglevTable(this.group, this.#size);
   }
 }
 

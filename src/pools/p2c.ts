@@ -2,14 +2,9 @@
 // members at random in proportion to weight and send to the one with fewer requests in flight per
 // unit of weight. Near least-connections balance with O(log n) work and no herd on one idle member.
 
-import type {
-  ActiveGroup,
-  LbAlgorithm,
-  LbAlgorithmDescriptor,
-  PickOutcome,
-  PoolMember,
-} from './algorithm.ts';
-import { isFull, PICK_FULL, PICK_NONE, selectActiveGroup } from './algorithm.ts';
+import type { LbAlgorithm, LbAlgorithmDescriptor, PickOutcome, PoolMember } from './algorithm.ts';
+import { isFull, PICK_FULL, PICK_NONE } from './algorithm.ts';
+import { GroupAlgorithm } from './group-algorithm.ts';
 import { XorShift32 } from './key-hash.ts';
 
 /**
@@ -37,36 +32,28 @@ export function createPowerOfTwoChoices(members: readonly PoolMember[], random: 
   return new PowerOfTwoChoices(members, random);
 }
 
-class PowerOfTwoChoices implements LbAlgorithm {
-  readonly #all: readonly PoolMember[];
+class PowerOfTwoChoices extends GroupAlgorithm {
   readonly #random: XorShift32;
-  #group: ActiveGroup;
   /** cumulative[i] = weights[0] + ... + weights[i]. */
-  #cumulative: Int32Array;
-  #stale = false;
+  #cumulative: Int32Array = new Int32Array(0);
 
   constructor(all: readonly PoolMember[], random: XorShift32) {
-    this.#all = all;
+    super(all);
     this.#random = random;
-    this.#group = selectActiveGroup(all);
-    this.#cumulative = cumulate(this.#group.weights);
+    this.rebuild();
   }
 
-  pick(avoid: PoolMember | null, _hash: number): PickOutcome {
-    const outcome = this.#pick(avoid);
-    if (!this.#stale) return outcome;
-    this.onMembersChanged();
-    return this.#pick(avoid);
+  override pick(avoid: PoolMember | null, hash: number): PickOutcome {
+    const outcome = this.choose(avoid, hash);
+    return this.stale ? this.heal(avoid, hash) : outcome;
   }
 
-  onMembersChanged(): void {
-    this.#group = selectActiveGroup(this.#all);
-    this.#cumulative = cumulate(this.#group.weights);
-    this.#stale = false;
+  protected override rebuild(): void {
+    this.#cumulative = cumulate(this.group.weights);
   }
 
-  #pick(avoid: PoolMember | null): PickOutcome {
-    const group = this.#group;
+  protected override choose(avoid: PoolMember | null, _hash: number): PickOutcome {
+    const group = this.group;
     const members = group.members;
     if (members.length === 0) return PICK_NONE;
     const weights = group.weights;
@@ -75,7 +62,7 @@ class PowerOfTwoChoices implements LbAlgorithm {
     const b = this.#draw();
     const ma = members[a]!;
     const mb = members[b]!;
-    if (!ma.usable || !mb.usable) this.#stale = true;
+    if (!ma.usable || !mb.usable) this.stale = true;
     const okA = ma.usable && ma !== avoid && !isFull(ma);
     const okB = mb.usable && mb !== avoid && !isFull(mb);
     if (okA && okB) {
@@ -106,7 +93,7 @@ class PowerOfTwoChoices implements LbAlgorithm {
 
   /** Fallback: least inflight/weight among members with room, from a random start. */
   #scan(avoid: PoolMember | null): PickOutcome {
-    const { members, weights, outcomes } = this.#group;
+    const { members, weights, outcomes } = this.group;
     const n = members.length;
     let best = -1;
     let avoided = -1;
@@ -114,7 +101,7 @@ class PowerOfTwoChoices implements LbAlgorithm {
     let i = (this.#random.next() >>> 1) % n;
     for (let k = 0; k < n; k++) {
       const m = members[i]!;
-      if (!m.usable) this.#stale = true;
+      if (!m.usable) this.stale = true;
       else if (isFull(m)) full = true;
       else if (m === avoid) avoided = i;
       else if (best < 0 || m.inflight * weights[best]! < members[best]!.inflight * weights[i]!) best = i;

@@ -9,7 +9,7 @@ import type { Logger } from '../observe/log.ts';
 import { SourceSet } from '../policy/index.ts';
 import { backendTlsOptions } from './backend-tls.ts';
 import { HealthChecker } from './health/checker.ts';
-import { PoolState } from './pool-state.ts';
+import { PoolState, type PoolStateListener } from './pool-state.ts';
 
 /** How often expired source-stickiness entries are swept. */
 const SWEEP_INTERVAL_MS = 1000;
@@ -19,6 +19,7 @@ export class PoolStateRegistry {
   readonly #log: Logger;
   readonly #pools = new Map<string, PoolState>();
   readonly #sweep: NodeJS.Timeout;
+  #listener: PoolStateListener | null = null;
   #closed = false;
 
   /** @param log - where backend and pool state changes are logged */
@@ -40,6 +41,7 @@ export class PoolStateRegistry {
     let p = this.#pools.get(name);
     if (p === undefined) {
       p = new PoolState(name, config, this.#log);
+      p.listener = this.#listener;
       this.#pools.set(name, p);
     }
     for (const b of config.backends) p.backend(b.address, b.name ?? b.address);
@@ -93,6 +95,15 @@ export class PoolStateRegistry {
       const subnets = new SourceSet(cidrs);
       p.ensureChecker(key, (report) => new HealthChecker(hc, backends, subnets, report));
     }
+  }
+
+  /**
+   * Installs what every pool, present and future, tells of health verdicts and sticky entries (the
+   * cluster link); null removes it.
+   */
+  setListener(listener: PoolStateListener | null): void {
+    this.#listener = listener;
+    for (const p of this.#pools.values()) p.listener = listener;
   }
 
   /** A pool's state, if the pool exists. */

@@ -1,7 +1,8 @@
 // The state of one pool that outlives snapshots and is shared by every segment using the pool:
 // per-backend health and ejection, the wait queue, the retry budget, the source stickiness table and
-// the health checker. It turns check results and traffic reports into "usable" flags (with panic
-// mode), logs each change once and counts it; BackendPools read the flags when `version` moves.
+// the health checker. It turns check results, traffic reports and the cluster's majority view into
+// "usable" flags (with panic mode), logs each change once and counts it; BackendPools read the flags
+// when `version` moves.
 
 import type { PoolConfig } from '../config/types.ts';
 import type { Logger } from '../observe/log.ts';
@@ -39,6 +40,19 @@ export interface PoolCounters {
   adminChanges: number;
 }
 
+/**
+ * What a pool's state tells the cluster (src/admin/cluster-pool-sync.ts implements it;
+ * PoolStateRegistry.setListener installs it). Called synchronously from the control plane (checks)
+ * and, for stickiness, from the data path, at most once per source per half TTL: implementations
+ * must not throw.
+ */
+export interface PoolStateListener {
+  /** An active check changed a backend's verdict (outlier ejections are not reported: they stay local). */
+  healthChanged(pool: string, address: string, verdict: HealthVerdict): void;
+  /** A source was stuck to a backend, or its entry needs refreshing on the peers (see SourceStickyTable.set). */
+  stickySet(pool: string, source: string, address: string, ttlMs: number): void;
+}
+
 /** One backend of the current config, as the state computation needs it. */
 interface Member {
   readonly state: BackendState;
@@ -69,6 +83,8 @@ export class PoolState {
     panics: 0,
     adminChanges: 0,
   };
+  /** Told of health verdicts and sticky entries; null without a cluster. */
+  listener: PoolStateListener | null = null;
   #checker: HealthChecker | null = null;
   #checkerKey = '';
   readonly #ejectionTimers = new Map<BackendState, NodeJS.Timeout>();
@@ -200,6 +216,41 @@ export class PoolState {
       this.#log.info(log, 'backend back from ejection: health check passed');
     }
     if (verdict !== null || unEjected) this.#changed();
+    if (verdict !== null) this.listener?.healthChanged(this.name, s.address, verdict);
+  }
+
+  /**
+   * The cluster's majority view of a backend changed (ClusterPoolSync, on `health` and peer events).
+   * With `cluster_view: majority` it replaces this node's verdict; a change of the effective verdict is
+   * logged and the usable flags recomputed. Unknown addresses are ignored.
+   * @param verdict - the majority of the live nodes reporting the backend, or null (no report)
+   */
+  setClusterHealth(address: string, verdict: HealthVerdict | null): void {
+    const s = this.#backends.get(address);
+    if (s === undefined || s.clusterHealth === verdict) return;
+    const before = this.verdictOf(s);
+    s.clusterHealth = verdict;
+    const after = this.verdictOf(s);
+    if (after === before) return;
+    const log = { pool: this.name, backend: s.name, address: s.address, local: s.health, cluster: verdict };
+    if (after === 'down') this.#log.warn(log, 'backend down: the majority of cluster nodes see it down');
+    else this.#log.info(log, 'backend up: the majority of cluster nodes see it up');
+    this.#changed();
+  }
+
+  /**
+   * The health verdict that counts for `s`: this node's active checks, or with
+   * `health_check.cluster_view: majority` the cluster's majority when there is one.
+   */
+  verdictOf(s: BackendState): HealthVerdict {
+    const hc = this.#config.health_check;
+    return hc?.cluster_view === 'majority' && s.clusterHealth !== null ? s.clusterHealth : s.health;
+  }
+
+  /** A source was stuck to a backend and peers should hear of it (BackendPool, after SourceStickyTable.set). */
+  stuck(source: string, address: string): void {
+    const ttl = this.#config.sticky?.source?.ttl_ms;
+    if (this.listener !== null && ttl !== undefined) this.listener.stickySet(this.name, source, address, ttl);
   }
 
   /** A connection to `s` failed (refused, timed out, reset before a response). */
@@ -310,7 +361,7 @@ export class PoolState {
     let backups = 0;
     let healthyBackups = 0;
     for (const { state: s, backup } of this.#members) {
-      s.healthy = s.health === 'up' && !s.isEjected(now);
+      s.healthy = this.verdictOf(s) === 'up' && !s.isEjected(now);
       if (s.adminState !== 'ready') continue;
       if (backup) {
         backups++;

@@ -130,8 +130,13 @@ export interface BackendStatus {
   readonly backup: boolean;
   readonly maxConnections: number;
   readonly adminState: BackendAdminState;
-  /** Active-check verdict; `up` without checks. */
+  /** This node's active-check verdict; `up` without checks. */
   readonly health: HealthVerdict;
+  /**
+   * The majority verdict of the live cluster nodes reporting the backend; null without a cluster or
+   * reports. It decides instead of `health` with `health_check.cluster_view: majority`.
+   */
+  readonly clusterHealth: HealthVerdict | null;
   readonly lastCheck: CheckRecord | null;
   /** ms since the epoch while ejected, else null. */
   readonly ejectedUntil: number | null;
@@ -388,6 +393,7 @@ export class BackendPool {
           maxConnections: b.maxConnections,
           adminState: st.adminState,
           health: st.health,
+          clusterHealth: st.clusterHealth,
           lastCheck: st.lastCheck,
           ejectedUntil: st.isEjected(now) ? st.ejectedUntil : null,
           ejections: st.ejections,
@@ -474,7 +480,8 @@ export class BackendPool {
   #remember(req: PickRequest, b: Backend, named: string | null): void {
     if (this.#cookie !== null && req.headers !== null && named !== b.address)
       req.setCookie = this.#cookie.setCookieFor(b.address, req.secure) ?? null;
-    this.#shared.sticky?.set(req.source, b.address, Date.now());
+    if (this.#shared.sticky?.set(req.source, b.address, Date.now()))
+      this.#shared.stuck(req.source, b.address);
   }
 
   /** The request key's hash for hash algorithms; a random one when the key is missing (Envoy too). */

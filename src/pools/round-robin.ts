@@ -1,14 +1,9 @@
 // Plain round robin over the active group, ignoring weights (HAProxy `balance static-rr` with equal
 // weights, nginx `upstream` without `weight=`). The rotation is a cursor into a table rebuilt on change.
 
-import type {
-  ActiveGroup,
-  LbAlgorithm,
-  LbAlgorithmDescriptor,
-  PickOutcome,
-  PoolMember,
-} from './algorithm.ts';
-import { isFull, PICK_FULL, PICK_NONE, selectActiveGroup } from './algorithm.ts';
+import type { LbAlgorithm, LbAlgorithmDescriptor, PickOutcome, PoolMember } from './algorithm.ts';
+import { isFull, PICK_FULL, PICK_NONE } from './algorithm.ts';
+import { RotatingGroupAlgorithm } from './group-algorithm.ts';
 
 /**
  * `round_robin`: each usable member of the active group in turn, one request each, weights ignored.
@@ -25,44 +20,22 @@ export const ROUND_ROBIN: LbAlgorithmDescriptor = Object.freeze({
   },
 });
 
-class RoundRobin implements LbAlgorithm {
-  readonly #all: readonly PoolMember[];
-  #group: ActiveGroup;
-  /** Index in the group of the next member to try. */
-  #next = 0;
-  /** Set by #scan when it met a member that went unusable since the last rebuild. */
-  #stale = false;
-
-  constructor(all: readonly PoolMember[]) {
-    this.#all = all;
-    this.#group = selectActiveGroup(all);
+/** `next` is the next member to try. */
+class RoundRobin extends RotatingGroupAlgorithm {
+  override pick(avoid: PoolMember | null, hash: number): PickOutcome {
+    const outcome = this.choose(avoid, hash);
+    return this.stale ? this.heal(avoid, hash) : outcome;
   }
 
-  pick(avoid: PoolMember | null, _hash: number): PickOutcome {
-    const outcome = this.#scan(avoid);
-    if (!this.#stale) return outcome;
-    this.onMembersChanged(); // a health change the pool has not announced yet: heal and retry once
-    return this.#scan(avoid);
-  }
-
-  onMembersChanged(): void {
-    this.#group = selectActiveGroup(this.#all);
-    this.#stale = false;
-    // Keep the rotation where it was rather than restarting at member 0, so frequent rebuilds
-    // (flapping health) don't favour the first members.
-    const n = this.#group.members.length;
-    this.#next = n === 0 ? 0 : this.#next % n;
-  }
-
-  #scan(avoid: PoolMember | null): PickOutcome {
-    const members = this.#group.members;
+  protected override choose(avoid: PoolMember | null, _hash: number): PickOutcome {
+    const members = this.group.members;
     const n = members.length;
     let avoided = -1;
     let full = false;
-    let i = this.#next;
+    let i = this.next;
     for (let k = 0; k < n; k++) {
       const m = members[i]!;
-      if (!m.usable) this.#stale = true;
+      if (!m.usable) this.stale = true;
       else if (isFull(m)) full = true;
       else if (m === avoid) avoided = i;
       else return this.#take(i);
@@ -73,7 +46,7 @@ class RoundRobin implements LbAlgorithm {
   }
 
   #take(i: number): PickOutcome {
-    this.#next = i + 1 === this.#group.members.length ? 0 : i + 1;
-    return this.#group.outcomes[i]!;
+    this.next = i + 1 === this.group.members.length ? 0 : i + 1;
+    return this.group.outcomes[i]!;
   }
 }

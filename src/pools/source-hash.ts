@@ -2,15 +2,9 @@
 // hash modulo the total weight picks a slot of a table where each member holds `weight` slots.
 // Stable while membership is; a change remaps most keys (use consistent_hash to avoid that).
 
-import type {
-  ActiveGroup,
-  LbAlgorithm,
-  LbAlgorithmDescriptor,
-  PickOutcome,
-  PoolMember,
-} from './algorithm.ts';
-import { PICK_NONE, selectActiveGroup } from './algorithm.ts';
-import { type ProbeResult, probeHashTable } from './hash-probe.ts';
+import type { LbAlgorithm, LbAlgorithmDescriptor, PoolMember } from './algorithm.ts';
+import { weightsGcd } from './algorithm.ts';
+import { HashTableAlgorithm } from './hash-probe.ts';
 
 /**
  * `source_hash`: the pool hashes the client address (after PROXY protocol / trusted X-Forwarded-For);
@@ -27,36 +21,21 @@ export const SOURCE_HASH: LbAlgorithmDescriptor = Object.freeze({
   },
 });
 
-class SourceHash implements LbAlgorithm {
-  readonly #all: readonly PoolMember[];
-  #group: ActiveGroup;
-  #table: Int32Array;
-  readonly #result: ProbeResult = { outcome: PICK_NONE, stale: false };
-
+class SourceHash extends HashTableAlgorithm {
   constructor(all: readonly PoolMember[]) {
-    this.#all = all;
-    this.#group = selectActiveGroup(all);
-    this.#table = buildWeightMap(this.#group.weights);
+    super(all);
+    this.rebuild();
   }
 
-  pick(avoid: PoolMember | null, hash: number): PickOutcome {
-    const r = probeHashTable(this.#table, this.#group, hash, avoid, this.#result);
-    if (!r.stale) return r.outcome;
-    this.onMembersChanged();
-    return probeHashTable(this.#table, this.#group, hash, avoid, this.#result).outcome;
-  }
-
-  onMembersChanged(): void {
-    this.#group = selectActiveGroup(this.#all);
-    this.#table = buildWeightMap(this.#group.weights);
+  protected override buildTable(): Int32Array {
+    return buildWeightMap(this.group.weights);
   }
 }
 
 /** Member i repeated weights[i]/gcd times, interleaved round-robin style so neighbours differ. */
 function buildWeightMap(weights: Int32Array): Int32Array {
   const n = weights.length;
-  let g = 0;
-  for (let i = 0; i < n; i++) g = gcd(g, weights[i]!);
+  const g = weightsGcd(weights);
   let total = 0;
   for (let i = 0; i < n; i++) total += weights[i]! / g;
   const table = new Int32Array(total);
@@ -72,13 +51,4 @@ function buildWeightMap(weights: Int32Array): Int32Array {
     }
   }
   return table;
-}
-
-function gcd(a: number, b: number): number {
-  while (b !== 0) {
-    const r = a % b;
-    a = b;
-    b = r;
-  }
-  return a;
 }

@@ -1,6 +1,6 @@
 // Source-IP stickiness: client address → backend address with a time to live, bounded in size
-// (HAProxy `stick-table type ip ... expire`). Entries export and import as plain records so a
-// cluster peer can share them.
+// (HAProxy `stick-table type ip ... expire`). Entries export and import as plain records, and set()
+// says when an entry is worth telling cluster peers about, so they can share it.
 
 /** One entry as exported: the shape of the cluster's replicated sticky keyspace. */
 export interface StickyEntry {
@@ -15,6 +15,8 @@ export interface StickyEntry {
 interface Slot {
   backend: string;
   expiresAt: number;
+  /** The expiry peers last heard of (set() said so, or the entry came from them); 0: never. */
+  shared: number;
 }
 
 /**
@@ -62,23 +64,30 @@ export class SourceStickyTable {
     return slot.backend;
   }
 
-  /** Maps `key` to `backend` for one TTL from `now`. */
-  set(key: string, backend: string, now: number): void {
+  /**
+   * Maps `key` to `backend` for one TTL from `now`.
+   * @returns true when cluster peers should hear of it: the mapping is new or changed, or the expiry
+   *   they last heard of is less than half a TTL away (the cluster's own rate limit, so a busy
+   *   client costs one write per half TTL); false for a refresh they need not know about
+   */
+  set(key: string, backend: string, now: number): boolean {
     const expiresAt = now + this.#ttlMs;
     const slot = this.#entries.get(key);
     if (slot !== undefined) {
       if (slot.backend === backend && slot.expiresAt - now > this.#ttlMs / 2) {
         slot.expiresAt = expiresAt;
-        return;
+        return this.#share(slot, now);
       }
       this.#entries.delete(key);
+      if (slot.backend !== backend) slot.shared = 0;
       slot.backend = backend;
       slot.expiresAt = expiresAt;
       this.#entries.set(key, slot);
-      return;
+      return this.#share(slot, now);
     }
-    this.#entries.set(key, { backend, expiresAt });
+    this.#entries.set(key, { backend, expiresAt, shared: expiresAt });
     this.#trim();
+    return true;
   }
 
   /** Forgets `key`. @returns true when it was there */
@@ -119,11 +128,22 @@ export class SourceStickyTable {
       const mine = this.#entries.get(e.key);
       if (mine !== undefined && mine.expiresAt >= e.expiresAt) continue;
       if (mine !== undefined) this.#entries.delete(e.key);
-      this.#entries.set(e.key, { backend: e.backend, expiresAt: Math.min(e.expiresAt, now + this.#ttlMs) });
+      this.#entries.set(e.key, {
+        backend: e.backend,
+        expiresAt: Math.min(e.expiresAt, now + this.#ttlMs),
+        shared: e.expiresAt,
+      });
       taken++;
     }
     this.#trim();
     return taken;
+  }
+
+  /** True (and remembered) when the expiry peers know of is less than half a TTL away. */
+  #share(slot: Slot, now: number): boolean {
+    if (slot.shared - now > this.#ttlMs / 2) return false;
+    slot.shared = slot.expiresAt;
+    return true;
   }
 
   #trim(): void {

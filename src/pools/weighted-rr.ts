@@ -2,14 +2,9 @@
 // proportion to weight (5,1,1 gives a a b a c a a), not sent in bursts to the heaviest member.
 // Like HAProxy's lb_map, the whole cycle is precomputed on change, so a pick is one table read.
 
-import type {
-  ActiveGroup,
-  LbAlgorithm,
-  LbAlgorithmDescriptor,
-  PickOutcome,
-  PoolMember,
-} from './algorithm.ts';
-import { isFull, PICK_FULL, PICK_NONE, selectActiveGroup } from './algorithm.ts';
+import type { LbAlgorithm, LbAlgorithmDescriptor, PickOutcome, PoolMember } from './algorithm.ts';
+import { isFull, PICK_FULL, PICK_NONE, weightsGcd } from './algorithm.ts';
+import { GroupAlgorithm } from './group-algorithm.ts';
 
 /**
  * Largest `cycle length × members` for which the cycle is precomputed: about a millisecond of work per
@@ -40,44 +35,38 @@ export const WEIGHTED_ROUND_ROBIN: LbAlgorithmDescriptor = Object.freeze({
   },
 });
 
-class SmoothWeightedRoundRobin implements LbAlgorithm {
-  readonly #all: readonly PoolMember[];
-  #group: ActiveGroup;
+class SmoothWeightedRoundRobin extends GroupAlgorithm {
   /** One smooth cycle as group indices, or null when too large to precompute (then #step runs). */
-  #cycle: Int32Array | null;
+  #cycle: Int32Array | null = null;
   /** Next position in #cycle. */
   #pos = 0;
   /** nginx's `current_weight` per group member, used only without a table. */
-  #current: Int32Array;
-  /** Set when a pick met a member that went unusable since the last rebuild. */
-  #stale = false;
+  #current: Int32Array = new Int32Array(0);
 
   constructor(all: readonly PoolMember[]) {
-    this.#all = all;
-    this.#group = selectActiveGroup(all);
-    this.#cycle = buildSmoothCycle(this.#group.weights);
-    this.#current = new Int32Array(this.#group.members.length);
+    super(all);
+    this.rebuild();
   }
 
-  pick(avoid: PoolMember | null, _hash: number): PickOutcome {
-    const outcome = this.#cycle === null ? this.#step(avoid) : this.#next(avoid);
-    if (!this.#stale) return outcome;
-    this.onMembersChanged(); // a health change the pool has not announced yet: heal and retry once
-    return this.#cycle === null ? this.#step(avoid) : this.#next(avoid);
+  override pick(avoid: PoolMember | null, hash: number): PickOutcome {
+    const outcome = this.choose(avoid, hash);
+    return this.stale ? this.heal(avoid, hash) : outcome;
   }
 
-  onMembersChanged(): void {
-    this.#group = selectActiveGroup(this.#all);
-    this.#cycle = buildSmoothCycle(this.#group.weights);
+  protected override rebuild(): void {
+    this.#cycle = buildSmoothCycle(this.group.weights);
     this.#pos = 0;
-    this.#current = new Int32Array(this.#group.members.length);
-    this.#stale = false;
+    this.#current = new Int32Array(this.group.members.length);
+  }
+
+  protected override choose(avoid: PoolMember | null, _hash: number): PickOutcome {
+    return this.#cycle === null ? this.#step(avoid) : this.#next(avoid);
   }
 
   /** Table path: the next cycle entry that is usable and not `avoid`. */
   #next(avoid: PoolMember | null): PickOutcome {
     const cycle = this.#cycle!;
-    const { members, outcomes } = this.#group;
+    const { members, outcomes } = this.group;
     const len = cycle.length;
     let p = this.#pos;
     let avoided = -1;
@@ -86,7 +75,7 @@ class SmoothWeightedRoundRobin implements LbAlgorithm {
       const i = cycle[p]!;
       p = p + 1 === len ? 0 : p + 1;
       const m = members[i]!;
-      if (!m.usable) this.#stale = true;
+      if (!m.usable) this.stale = true;
       else if (isFull(m)) full = true;
       else if (m === avoid) avoided = i;
       else {
@@ -100,7 +89,7 @@ class SmoothWeightedRoundRobin implements LbAlgorithm {
 
   /** Scan path: one step of nginx's loop; `avoid` and stale members sit the round out. */
   #step(avoid: PoolMember | null): PickOutcome {
-    const { members, weights, outcomes } = this.#group;
+    const { members, weights, outcomes } = this.group;
     const current = this.#current;
     const n = members.length;
     let total = 0;
@@ -111,7 +100,7 @@ class SmoothWeightedRoundRobin implements LbAlgorithm {
     for (let i = 0; i < n; i++) {
       const m = members[i]!;
       if (!m.usable) {
-        this.#stale = true;
+        this.stale = true;
         continue;
       }
       if (isFull(m)) {
@@ -149,8 +138,7 @@ class SmoothWeightedRoundRobin implements LbAlgorithm {
 function buildSmoothCycle(weights: Int32Array): Int32Array | null {
   const n = weights.length;
   if (n === 0) return new Int32Array(0);
-  let g = 0;
-  for (let i = 0; i < n; i++) g = gcd(g, weights[i]!);
+  const g = weightsGcd(weights);
   const reduced = new Int32Array(n);
   let total = 0;
   for (let i = 0; i < n; i++) total += reduced[i] = weights[i]! / g;
@@ -167,13 +155,4 @@ function buildSmoothCycle(weights: Int32Array): Int32Array | null {
     cycle[k] = best;
   }
   return cycle;
-}
-
-function gcd(a: number, b: number): number {
-  while (b !== 0) {
-    const r = a % b;
-    a = b;
-    b = r;
-  }
-  return a;
 }

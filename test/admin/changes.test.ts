@@ -258,9 +258,9 @@ pools:
     await lb.api('PUT', '/pools/web/backends/b1/state', { state: 'ready' });
     assert.deepEqual(await spread(), new Set(['b1']));
     const status = await lb.api('GET', '/status', undefined, lb.tokens.read);
-    const backends = status.body.pools[0].backends as { name: string; state: string; usable: boolean }[];
+    const backends = status.body.pools[0].backends as { name: string; adminState: string; usable: boolean }[];
     assert.deepEqual(
-      backends.map((b) => [b.name, b.state, b.usable]),
+      backends.map((b) => [b.name, b.adminState, b.usable]),
       [
         ['b1', 'ready', true],
         ['b2', 'maintenance', false],

@@ -541,6 +541,40 @@ describe('config: L7 keys', () => {
     });
   });
 
+  it('refuses rule hosts with a port or spaces, bad header names and paths with spaces (rules that could never match)', () => {
+    const { err } = rejected(yaml`
+      segments:
+        web:
+          vips: [{ listen: 127.0.0.1:8080 }]
+          pool: p
+          backend_subnets: [127.0.0.0/8]
+          deny:
+            - from: [any]
+              hosts: ["admin.example.com:443", "exa mple.com", "a..b", "[2001:db8::1]", 192.0.2.1]
+              headers: { "bad header": "x", x-ok: "y" }
+              paths: ["/a b", /fine]
+      ${POOL}
+    `);
+    assert.equal(err.issues.length, 5, err.message);
+    assertIssue(err, 'segments.web.deny[0].hosts[0]', {
+      line: 8,
+      col: 17,
+      message: /not a host name \(no port/,
+    });
+    assertIssue(err, 'segments.web.deny[0].hosts[1]', { line: 8, col: 42, message: /not a host name/ });
+    assertIssue(err, 'segments.web.deny[0].hosts[2]', { line: 8, col: 58, message: /not a host name/ });
+    assertIssue(err, 'segments.web.deny[0].headers["bad header"]', {
+      line: 9,
+      col: 20,
+      message: /not a valid header name/,
+    });
+    assertIssue(err, 'segments.web.deny[0].paths[0]', {
+      line: 10,
+      col: 17,
+      message: /cannot contain spaces/,
+    });
+  });
+
   it('rejects two rules with the same name in one list', () => {
     const { err } = rejected(
       oneSegment(

@@ -1,12 +1,14 @@
 // Three seglb processes as one cluster (127.0.0.1/.2/.3): a quarantine made through node A's admin
-// API refuses the source on B and C; a rule added on A applies on B and C; a node restarted later
-// catches up.
+// API refuses the source on B and C; a rule added on A applies on B and C; a client stuck to a
+// backend on A keeps it on B and C; with `cluster_view: majority` a backend two nodes see down is down
+// on the third (and one that only one node sees down stays up); a node restarted later catches up.
 
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { closedPort, httpRequest, startBackend, type TestBackend } from '../support/net.ts';
+import { type PoolBackend, startPoolBackend } from '../support/pool-backends.ts';
 import { type SeglbProcess, spawnSeglb, tempDir } from '../support/seglb.ts';
 
 const TOKEN = 'cluster-test-admin-token-0123456789';
@@ -15,6 +17,8 @@ const HOSTS = ['127.0.0.1', '127.0.0.2', '127.0.0.3'] as const;
 interface Node {
   proc: SeglbProcess;
   vipPort: number;
+  /** Every VIP's port by segment: web, sticky, majority, local. */
+  ports: Record<string, number>;
   adminPort: number;
   file: string;
 }
@@ -43,8 +47,35 @@ async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 
   throw new Error(`${what}: not within ${timeoutMs} ms`);
 }
 
+/** A pool of one node's GET /status. */
+// biome-ignore lint/suspicious/noExplicitAny: tests read JSON bodies freely
+async function poolStatus(node: Node, pool: string): Promise<any> {
+  // biome-ignore lint/suspicious/noExplicitAny: tests read JSON bodies freely
+  return (await api(node, 'GET', '/status')).body.pools.find((p: any) => p.name === pool);
+}
+
+/** The bodies (backend names) of `count` requests from `source` to a node's VIP of `segment`. */
+async function namesSeen(node: Node, host: string, segment: string, source: string, count = 4) {
+  const names = new Set<string>();
+  for (let i = 0; i < count; i++) {
+    const r = await httpRequest({ host, port: node.ports[segment] as number, localAddress: source });
+    assert.equal(r.status, 200, `${segment} via ${host} from ${source}: ${r.status} ${r.error ?? r.body}`);
+    names.add(r.body);
+  }
+  return names;
+}
+
 describe('cluster of three seglb processes', () => {
   let backend: TestBackend;
+  /** Round robin with source stickiness. */
+  let sticky1: TestBackend;
+  let sticky2: TestBackend;
+  /**
+   * Health-checked with `GET /hc` and `body_contains: "[nodeN]"` on node N, and they answer their
+   * name: so h1 passes only node3's checks, h2 fails only node1's. Real checks, deterministic views.
+   */
+  let h1: PoolBackend;
+  let h2: PoolBackend;
   let root: string;
   let peers: string[];
   const nodes: Node[] = [];
@@ -55,18 +86,32 @@ describe('cluster of three seglb processes', () => {
     writeFileSync(join(dir, 'tokens.txt'), `ops admin ${TOKEN}\n`, { mode: 0o600 });
     writeFileSync(join(dir, 'cluster.key'), `${'5e'.repeat(32)}\n`, { mode: 0o600 });
     const file = join(dir, 'seglb.yaml');
+    // One segment per pool; hp and hl check the same backends, hp by the majority view.
+    const segments = Object.entries({ web: 'p', sticky: 'sp', majority: 'hp', local: 'hl' }).map(
+      ([name, pool]) => `  ${name}:
+    vips: [{ listen: "${HOSTS[i]}:0" }]
+    pool: ${pool}
+    backend_subnets: [127.0.0.0/8]
+    allow: [{ name: loopback, from: [127.0.0.0/8] }]`,
+    );
+    const checked = (view: string) => `
+    panic_threshold_percent: 0
+    health_check:
+      { type: http, interval_ms: 100, rise: 1, fall: 1, cluster_view: ${view}, http: { path: /hc, body_contains: "[node${i + 1}]" } }
+    backends: [{ address: "${h1.address}", name: h1 }, { address: "${h2.address}", name: h2 }]`;
     writeFileSync(
       file,
       `
 log: { level: info, format: json }
 segments:
-  web:
-    vips: [{ listen: "${HOSTS[i]}:0" }]
-    pool: p
-    backend_subnets: [127.0.0.0/8]
-    allow: [{ name: loopback, from: [127.0.0.0/8] }]
+${segments.join('\n')}
 pools:
   p: { backends: [{ address: "${backend.address}" }] }
+  sp:
+    sticky: { source: { ttl_ms: 600000 } }
+    backends: [{ address: "${sticky1.address}" }, { address: "${sticky2.address}" }]
+  hp: ${checked('majority')}
+  hl: ${checked('local')}
 admin: { listen: "127.0.0.1:0", tokens_file: tokens.txt }
 cluster:
   node_id: node${i + 1}
@@ -79,14 +124,19 @@ cluster:
 `,
     );
     const proc = spawnSeglb(['run', '-c', file]);
-    const vipPort = Number((await proc.waitForLog('VIP listening')).port);
     const adminPort = Number((await proc.waitForLog('admin API listening')).port);
     await proc.waitForLog('seglb started');
-    return { proc, vipPort, adminPort, file };
+    const ports: Record<string, number> = {};
+    for (const l of proc.logs) if (l.msg === 'VIP listening') ports[String(l.segment)] = Number(l.port);
+    return { proc, vipPort: ports['web'] as number, ports, adminPort, file };
   }
 
   before(async () => {
     backend = await startBackend('backend', '127.0.0.110');
+    sticky1 = await startBackend('sticky-1', '127.0.0.111');
+    sticky2 = await startBackend('sticky-2', '127.0.0.112');
+    h1 = await startPoolBackend('h1[node3]', '127.0.0.113');
+    h2 = await startPoolBackend('h2[node2][node3]', '127.0.0.114');
     root = tempDir();
     peers = await Promise.all(HOSTS.map(async (h) => `${h}:${await closedPort(h)}`));
     for (let i = 0; i < 3; i++) nodes.push(await startNode(i));
@@ -105,7 +155,7 @@ cluster:
 
   after(async () => {
     for (const n of nodes) n.proc.child.kill('SIGKILL');
-    await backend.close();
+    await Promise.all([backend, sticky1, sticky2, h1, h2].map((b) => b.close()));
   });
 
   test('a quarantine made on node A refuses the source on B and C', async () => {
@@ -175,6 +225,58 @@ cluster:
     );
   });
 
+  test('a client stuck to a backend on node A is sent to it by B and C (source stickiness)', async () => {
+    const [a, b, c] = nodes as [Node, Node, Node];
+    // A's round robin gives its first client sticky-1, so the second one, ours, gets sticky-2;
+    // B and C, balancing on their own, would give their first client sticky-1.
+    assert.deepEqual(await namesSeen(a, HOSTS[0], 'sticky', '127.0.0.81', 1), new Set(['sticky-1']));
+    const start = performance.now();
+    assert.deepEqual(await namesSeen(a, HOSTS[0], 'sticky', '127.0.0.80'), new Set(['sticky-2']));
+    for (const n of [b, c]) {
+      await waitFor('sticky entries on peer', async () => (await poolStatus(n, 'sp')).stickyEntries === 2);
+    }
+    console.log(`# sticky entries on B and C ${(performance.now() - start).toFixed(1)} ms after A set them`);
+    for (const n of [b, c]) {
+      const host = HOSTS[nodes.indexOf(n)] as string;
+      assert.deepEqual(await namesSeen(n, host, 'sticky', '127.0.0.80'), new Set(['sticky-2']));
+      assert.deepEqual(await namesSeen(n, host, 'sticky', '127.0.0.81'), new Set(['sticky-1']));
+    }
+  });
+
+  test('cluster_view majority: a backend two of three nodes see down is down on the third', async () => {
+    const [a, , c] = nodes as [Node, Node, Node];
+    // h1: down on node1 and node2, up on node3. h2: down on node1 only.
+    await waitFor('majority views on node3', async () => {
+      const [v1, v2] = (await poolStatus(c, 'hp')).backends;
+      return v1.health === 'up' && v1.clusterHealth === 'down' && !v1.usable && v2.clusterHealth === 'up';
+    });
+    assert.deepEqual(
+      await namesSeen(c, HOSTS[2], 'majority', '127.0.0.90', 6),
+      new Set(['h2[node2][node3]']),
+    );
+    // Node1 sees both down; by the majority h2 is up, so node1 keeps sending to it.
+    await waitFor('majority views on node1', async () => {
+      const [v1, v2] = (await poolStatus(a, 'hp')).backends;
+      return v1.health === 'down' && v2.health === 'down' && v2.clusterHealth === 'up' && v2.usable;
+    });
+    assert.deepEqual(
+      await namesSeen(a, HOSTS[0], 'majority', '127.0.0.90', 6),
+      new Set(['h2[node2][node3]']),
+    );
+    // The same backends with cluster_view local (the default): node3 keeps h1, node1 has nothing.
+    await waitFor('local views on node3', async () => {
+      const [v1, v2] = (await poolStatus(c, 'hl')).backends;
+      return v1.health === 'up' && v1.clusterHealth === 'down' && v1.usable && v2.usable;
+    });
+    assert.equal((await namesSeen(c, HOSTS[2], 'local', '127.0.0.90', 6)).size, 2);
+    const none = await httpRequest({
+      host: HOSTS[0],
+      port: a.ports['local'] as number,
+      localAddress: '127.0.0.90',
+    });
+    assert.equal(none.status, 503);
+  });
+
   test('a node killed and restarted catches up', async () => {
     const c = nodes[2] as Node;
     c.proc.child.kill('SIGKILL');
@@ -199,5 +301,18 @@ cluster:
       q.body.some((e: { cidr: string }) => e.cidr === '127.0.0.66/32'),
       'older entries too',
     );
+  });
+
+  test('the restarted node has the sticky entries and the majority views back', async () => {
+    const c = nodes[2] as Node;
+    await waitFor(
+      'sticky entries on the restarted node',
+      async () => (await poolStatus(c, 'sp')).stickyEntries === 2,
+    );
+    assert.deepEqual(await namesSeen(c, HOSTS[2], 'sticky', '127.0.0.80'), new Set(['sticky-2']));
+    await waitFor('majority view on the restarted node', async () => {
+      const [v1] = (await poolStatus(c, 'hp')).backends;
+      return v1.clusterHealth === 'down' && !v1.usable;
+    });
   });
 });

@@ -64,6 +64,7 @@ describe('pool config checks', () => {
       rise: 2,
       fall: 3,
       jitter_percent: 10,
+      cluster_view: 'local',
       http: { method: 'GET', path: '/', expect_status: ['200-399'] },
     });
   });

@@ -4,7 +4,6 @@
 
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import { loadConfigText } from '../../src/config/index.ts';
 import { createLogger } from '../../src/observe/log.ts';
 import { SourceSet } from '../../src/policy/index.ts';
 import {
@@ -15,6 +14,7 @@ import {
   type PickRequest,
   PoolStateRegistry,
 } from '../../src/pools/index.ts';
+import { loadPoolsConfig } from '../support/pool-config.ts';
 
 const log = createLogger({ level: 'silent', format: 'json' });
 const registries: PoolStateRegistry[] = [];
@@ -25,20 +25,9 @@ after(() => {
 /** A pool `p` from YAML lines (indented 4) over backends 10.0.0.1..n:80. */
 function setup(poolYaml: string, n = 4, backendYaml = (i: number) => `{ address: "10.0.0.${i}:80" }`) {
   process.env['SEGLB_TEST_STICKY_KEY'] = 'a test key that is long enough';
-  const text = `
-log: { level: silent }
-segments:
-  web:
-    vips: [{ listen: "127.0.0.1:0" }]
-    pool: p
-    backend_subnets: [10.0.0.0/8]
-    allow: [{ from: [any] }]
-pools:
-  p:
+  const loaded = loadPoolsConfig(`  p:
 ${poolYaml}
-    backends: [${Array.from({ length: n }, (_, i) => backendYaml(i + 1)).join(', ')}]
-`;
-  const loaded = loadConfigText(text, '/tmp/seglb-pool-test.yaml');
+    backends: [${Array.from({ length: n }, (_, i) => backendYaml(i + 1)).join(', ')}]`);
   const registry = new PoolStateRegistry(log);
   registries.push(registry);
   const config = loaded.config.pools['p']!;
