@@ -3,17 +3,15 @@
 // seglb + admin API started with that logger (the same wiring as `seglb run` and startSeglbAdmin).
 
 import { once } from 'node:events';
-import { mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, openSync, readFileSync } from 'node:fs';
 import { Agent, type IncomingHttpHeaders, request } from 'node:http';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { PolicyControl } from '../../src/admin/index.ts';
-import { loadConfigFile } from '../../src/config/index.ts';
 import { createLogger, type Logger } from '../../src/observe/log.ts';
-import { Runtime } from '../../src/runtime.ts';
-import { tempDir, writeConfig } from '../support/seglb.ts';
+import { startSeglbAdmin, tempDir } from '../support/seglb.ts';
 
 /** One response on a keep-alive connection. */
 export interface KeepAliveResult {
@@ -170,34 +168,6 @@ export const TEST_TOKENS = {
  * startSeglbAdmin with a logger of the caller's choice (startSeglbAdmin's is silent): the same
  * files (tokens.txt with TEST_TOKENS, seglb.yaml, default state and audit files) and wiring.
  */
-export async function startSeglbAdminLogged(yaml: string, log: Logger, dir = tempDir()) {
-  const { prepareConfig, PolicyControl, AdminServer } = await import('../../src/admin/index.ts');
-  writeFileSync(
-    join(dir, 'tokens.txt'),
-    `read1 read ${TEST_TOKENS.read}\noperate1 operate ${TEST_TOKENS.operate}\nadmin1 admin ${TEST_TOKENS.admin}\n`,
-  );
-  const file = writeConfig(`${yaml}\nadmin:\n  listen: "127.0.0.1:0"\n  tokens_file: tokens.txt\n`, dir);
-  const loaded = loadConfigFile(file);
-  const stateFile = loaded.config.admin?.state_file ?? null;
-  const prepared = prepareConfig(file, stateFile, log);
-  const runtime = await Runtime.start(prepared.loaded, log);
-  const control = new PolicyControl(
-    runtime,
-    prepared,
-    stateFile,
-    loaded.config.admin?.audit_file ?? null,
-    log,
-  );
-  const admin = new AdminServer(control, log);
-  const bound = await admin.listen();
-  return {
-    runtime,
-    control,
-    admin,
-    adminUrl: `http://127.0.0.1:${bound.port}`,
-    async stop() {
-      await admin.close();
-      await runtime.stop(0);
-    },
-  };
+export function startSeglbAdminLogged(yaml: string, log: Logger, dir = tempDir()) {
+  return startSeglbAdmin(yaml, dir, undefined, log);
 }

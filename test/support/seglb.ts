@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfigFile } from '../../src/config/index.ts';
-import { createLogger } from '../../src/observe/log.ts';
+import { createLogger, type Logger } from '../../src/observe/log.ts';
 import { type BoundVip, Runtime } from '../../src/runtime.ts';
 
 /** A fresh temp folder for a test's files. */
@@ -169,6 +169,7 @@ export async function startSeglbAdmin(
   yaml: string,
   dir: string = tempDir(),
   adminYaml?: string,
+  log: Logger = createLogger({ level: 'silent', format: 'json' }),
 ): Promise<TestSeglbAdmin> {
   const { prepareConfig, PolicyControl, AdminServer } = await import('../../src/admin/index.ts');
   const tokens = {
@@ -184,7 +185,6 @@ export async function startSeglbAdmin(
     `${yaml}\n${adminYaml ?? 'admin:\n  listen: "127.0.0.1:0"\n  tokens_file: tokens.txt\n'}`,
     dir,
   );
-  const log = createLogger({ level: 'silent', format: 'json' });
   const loaded = loadConfigFile(file);
   const stateFile = loaded.config.admin?.state_file ?? null;
   const prepared = prepareConfig(file, stateFile, log);
