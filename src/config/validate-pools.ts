@@ -67,7 +67,15 @@ export function checkPool(
         ),
       );
   }
-  if (hash && typeof hash.table_size === 'number' && !isPrime(hash.table_size)) {
+  // Only within the schema's range (101..5000011): outside it the schema has already said so, and
+  // the prime search must not run on huge values (at 2^53, n + 1 === n: an endless loop).
+  if (
+    hash &&
+    typeof hash.table_size === 'number' &&
+    hash.table_size >= MIN_TABLE_SIZE &&
+    hash.table_size <= MAX_TABLE_SIZE &&
+    !isPrime(hash.table_size)
+  ) {
     issues.push(
       issue(
         [...base, 'hash', 'table_size'],
@@ -164,6 +172,10 @@ function trimKey(raw: Buffer): Buffer {
 function isMap<T>(v: T | undefined | null): v is T {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
+
+/** The schema's bounds for pools.NAME.hash.table_size. */
+const MIN_TABLE_SIZE = 101;
+const MAX_TABLE_SIZE = 5_000_011;
 
 function isPrime(n: number): boolean {
   if (!Number.isInteger(n) || n < 2) return false;
