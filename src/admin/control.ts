@@ -33,11 +33,16 @@ export interface PreparedConfig {
  * no longer applies is dropped and reported as drift, never silently).
  * @param file - config file path
  * @param stateFile - state file path, or null when runtime changes are not persisted
+ * @param fileLoaded - the file as already loaded by the caller (default: read and validate it)
  * @throws ConfigError for an invalid file (the caller exits 2)
  */
-export function prepareConfig(file: string, stateFile: string | null, log: Logger): PreparedConfig {
-  const fileText = readText(file);
-  const fileLoaded = loadConfigText(fileText, file);
+export function prepareConfig(
+  file: string,
+  stateFile: string | null,
+  log: Logger,
+  fileLoaded: LoadedConfig = loadConfigText(readConfigText(file), file),
+): PreparedConfig {
+  const fileText = fileLoaded.text;
   let state = EMPTY_STATE;
   if (stateFile) {
     try {
@@ -63,10 +68,6 @@ export function prepareConfig(file: string, stateFile: string | null, log: Logge
   for (const d of drift)
     log.warn({ op: d.op, error: d.error }, 'runtime change no longer applies to the config file (drift)');
   return { loaded, fileText, ops, drift, state };
-}
-
-function readText(file: string): string {
-  return readConfigText(file);
 }
 
 /** Applies ops one by one; those that fail (or make the config invalid) become drift. */
@@ -221,7 +222,7 @@ export class PolicyControl {
    */
   reloadFile(actor: string): Promise<Snapshot> {
     return this.#serial(async () => {
-      const fileText = readText(this.file);
+      const fileText = readConfigText(this.file);
       const fileLoaded = loadConfigText(fileText, this.file);
       const replay = replayOps(fileText, this.file, this.#ops, fileLoaded);
       const snap = await this.#swap(replay.loaded);

@@ -10,6 +10,7 @@ import { parseAddress } from '../net/index.ts';
 import type { Logger } from '../observe/log.ts';
 import type { Runtime } from '../runtime.ts';
 import { packageVersion } from '../version.ts';
+import { showExplain } from './ctl-show.ts';
 
 // The config loader (Ajv, yaml), the policy compiler and the runtime (undici, pino, listeners) are
 // imported when a command needs them: --version, --help and usage errors answer in about 0.1 s
@@ -248,17 +249,7 @@ async function explain(loaded: LoadedConfig, values: CliValues): Promise<number>
     hasRequest ? { method: values.method, path: values.path, host: values.host, headers } : undefined,
     where,
   );
-  const rule = (r: { name: string; kind: string; where: string; l7: boolean }) =>
-    `${r.kind} ${r.name}${r.l7 ? ' (L7)' : ''} at ${r.where}`;
-  const lines = [
-    `segment ${e.segment} (mode ${e.mode}), source ${e.source}`,
-    `verdict: ${e.verdict.toUpperCase()}${e.enforced ? '' : ' (audit mode: logged, not enforced)'}  [connection: ${e.connection}]`,
-    `reason: ${e.reason}`,
-    `deciding rule: ${e.decidingRule ? rule(e.decidingRule) : 'none (default deny)'}`,
-    `matched rules (${e.matchedRules.length}):`,
-    ...e.matchedRules.map((r) => `  ${rule(r)}`),
-  ];
-  process.stdout.write(`${lines.join('\n')}\n`);
+  process.stdout.write(`${showExplain(e)}\n`);
   return e.verdict === 'allow' ? 0 : 1;
 }
 
@@ -302,7 +293,7 @@ async function run(loaded: LoadedConfig, values: CliValues): Promise<number> {
   let prepared: ReturnType<typeof admin.prepareConfig>;
   try {
     // The file plus the runtime changes saved by the admin API (those that no longer apply: drift).
-    prepared = admin.prepareConfig(loaded.file, stateFile, log);
+    prepared = admin.prepareConfig(loaded.file, stateFile, log, loaded);
   } catch (err) {
     return reportConfigError(err);
   }

@@ -38,6 +38,8 @@ export interface LoadedConfig extends ResolvedExtras {
   readonly config: SeglbConfig;
   /** Absolute path of the config file. */
   readonly file: string;
+  /** The YAML text that was validated (so a caller never has to read and validate the file twice). */
+  readonly text: string;
   /** 1-based line/col of a key path in the file (e.g. a rule, for explain). */
   positionOf(path: readonly KeyPathStep[]): { line: number; col: number };
 }
@@ -130,7 +132,7 @@ export function loadConfigText(text: string, file: string): LoadedConfig {
   const { issues, extras } = checkSemantics(config, issue);
   if (issues.length > 0) throw new ConfigError('SEGLB_CONFIG_INVALID', sortIssues(dedupe(issues), file));
   deepFreeze(config);
-  return { ...extras, config, file, positionOf: (path) => at(path) };
+  return { ...extras, config, file, text, positionOf: (path) => at(path) };
 }
 
 /** One YAML syntax error as a positioned issue, worded for an operator rather than a programmer. */
