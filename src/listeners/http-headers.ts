@@ -223,21 +223,3 @@ const scratch = new Uint32Array(4);
 function isIpAddress(s: string): boolean {
   return parseIPv4(s) >= 0 || (s.indexOf('%') === -1 && parseIPv6(s, scratch));
 }
-
-/**
- * True when the request carries more than one Host header, which RFC 9112 §3.2 says a server must
- * answer with 400 (two hosts are an ambiguity a smuggling attempt can exploit: the L7 rules and the
- * backend could each pick a different one).
- * @param raw - node's req.rawHeaders
- */
-export function hasDuplicateHost(raw: readonly string[]): boolean {
-  let seen = false;
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i] as string;
-    if (name.length === 4 && name.toLowerCase() === 'host') {
-      if (seen) return true;
-      seen = true;
-    }
-  }
-  return false;
-}
