@@ -12,7 +12,9 @@ import { type AcceptShared, decideConnection, type SeglbSocket } from './listene
 import { newSegmentCounters, type SegmentRuntime, type VipContext } from './listeners/context.ts';
 import { HttpVip } from './listeners/http.ts';
 import { TcpVip } from './listeners/tcp.ts';
+import { LARGE_LOAD_PREFIXES, releaseHeapMemory } from './memory.ts';
 import { parseEndpoint } from './net/endpoint.ts';
+import { ipsetSize } from './net/packed-cidrs.ts';
 import { Observer } from './observe/index.ts';
 import { type Logger, LogRateLimiter } from './observe/log.ts';
 import { ObservedSources } from './observe/sources.ts';
@@ -104,6 +106,7 @@ export class Runtime {
     const snapshot = buildSnapshot(loaded, 1, null, pools);
     pools.commit(loaded);
     const rt = new Runtime(snapshot, log, quarantine, pools);
+    rt.#releaseAfterLargeLoad(loaded); // before any VIP is open: the pause costs no traffic
     rt.#housekeeping = setInterval(() => rt.#tick(), 1000);
     rt.#housekeeping.unref();
     try {
@@ -114,6 +117,18 @@ export class Runtime {
       throw err;
     }
     return rt;
+  }
+
+  /**
+   * After loading a config with large IP sets (at least LARGE_LOAD_PREFIXES prefixes), gives the
+   * memory the parse and compile used back to the OS (see memory.ts); logs the pause at debug.
+   */
+  #releaseAfterLargeLoad(loaded: LoadedConfig): void {
+    let prefixes = 0;
+    for (const name of loaded.ipsets.keys()) prefixes += ipsetSize(loaded.ipsets, name);
+    if (prefixes < LARGE_LOAD_PREFIXES) return;
+    const pauseMs = releaseHeapMemory();
+    this.log.debug({ prefixes, pauseMs }, 'heap memory released after a large config load');
   }
 
   /** Once a second: report deny log lines that a flood suppressed, drop expired quarantine entries. */
@@ -293,6 +308,7 @@ export class Runtime {
     await Promise.all(removed.map((k) => this.#closeListener(k, grace)));
     closeUnreused(old, next);
     await this.#syncDemoBackends(loaded);
+    this.#releaseAfterLargeLoad(loaded);
     this.log.info(
       { version: next.version, segments: next.segments.size, vips: next.vips.size },
       'configuration applied',

@@ -14,6 +14,7 @@ import { type AdminRole, type AdminToken, loadConfigText, roleAllows, tokenDiges
 import { AdminError, ConfigError, SeglbError } from '../errors.ts';
 import { parseEndpoint } from '../net/endpoint.ts';
 import { parseAddress } from '../net/index.ts';
+import { ipsetSize } from '../net/packed-cidrs.ts';
 import type { Logger } from '../observe/log.ts';
 import { explainVerdict, type SegmentPolicy } from '../policy/index.ts';
 import { packageVersion } from '../version.ts';
@@ -199,7 +200,7 @@ export class AdminServer {
     this.#route('GET', '/ipsets', 'read', () =>
       Object.entries(rt.snapshot.loaded.config.ipsets).map(([name, set]) => ({
         name,
-        prefixes: rt.snapshot.loaded.ipsets.get(name)?.length ?? 0,
+        prefixes: ipsetSize(rt.snapshot.loaded.ipsets, name),
         // Inline entries are what POST/DELETE /ipsets/NAME/entries change; file entries change in the file.
         cidrs: set.cidrs ?? [],
         file: set.file ?? null,

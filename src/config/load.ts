@@ -6,6 +6,7 @@ import { dirname, resolve } from 'node:path';
 import { Ajv, type ErrorObject } from 'ajv';
 import { type Document, isAlias, isScalar, LineCounter, parseDocument, visit, type YAMLError } from 'yaml';
 import { ConfigError, type ConfigIssue } from '../errors.ts';
+import { PackedCidrMap } from '../net/packed-cidrs.ts';
 import { didYouMean } from './did-you-mean.ts';
 import { pruneSchemaInvalid } from './schema-prune.ts';
 import type { SeglbConfig } from './types.ts';
@@ -132,7 +133,11 @@ export function loadConfigText(text: string, file: string): LoadedConfig {
   const { issues, extras } = checkSemantics(config, issue);
   if (issues.length > 0) throw new ConfigError('SEGLB_CONFIG_INVALID', sortIssues(dedupe(issues), file));
   deepFreeze(config);
-  return { ...extras, config, file, text, positionOf: (path) => at(path) };
+  // IP sets are kept packed (8 bytes an IPv4 prefix, 20 an IPv6 one, instead of ~170 as parsed
+  // objects): a LoadedConfig lives as long as its snapshot (and the start-up one as long as the
+  // process), and the matchers compile from decoded copies. 246k prefixes: 3 MB instead of 40 MB.
+  const ipsets = new PackedCidrMap(extras.ipsets);
+  return { ...extras, ipsets, config, file, text, positionOf: (path) => at(path) };
 }
 
 /** One YAML syntax error as a positioned issue, worded for an operator rather than a programmer. */

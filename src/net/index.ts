@@ -32,3 +32,4 @@ export {
 } from './cidr.ts';
 export type { Endpoint } from './endpoint.ts';
 export { formatEndpoint, parseEndpoint } from './endpoint.ts';
+export { ipsetSize, PackedCidrMap } from './packed-cidrs.ts';
