@@ -25,7 +25,8 @@ function statTimes(pid: number | 'self'): { user: number; sys: number; reapedChi
   };
 }
 
-function childrenOf(pid: number): number[] {
+/** Direct children of a process (from /proc/<pid>/task/<tid>/children; empty when unavailable). */
+export function childrenOf(pid: number): number[] {
   const out: number[] = [];
   try {
     for (const tid of readdirTasks(pid)) {

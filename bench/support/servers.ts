@@ -1,11 +1,13 @@
 // The servers of the end-to-end benchmark, each a foreground child process with its config written to
 // a temp folder: the backend (nginx with 1 worker, else node:http), seglb (HTTP + TCP VIP, segmentation
-// on), and the reference proxies HAProxy (nbthread 1) and nginx (1 worker, upstream keep-alive).
+// on), and the reference proxies HAProxy (nbthread 1), nginx (1 worker, upstream keep-alive) and a
+// baseline Node proxy (http-proxy-3 with a keep-alive agent).
 
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { LARGE_PATH, LARGE_RESPONSE_BYTES } from './payloads.ts';
 import { freePort, type ManagedProcess, startProcess, waitForPort } from './processes.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -35,15 +37,22 @@ export function versionOf(cmd: string, args: readonly string[]): string {
 }
 
 /**
- * nginx as the backend: 1 worker, `return 200 "ok"`, no access log. keepalive_requests is raised
- * from the default 1000 so that proxies' upstream connections are not recycled during a run.
+ * nginx as the backend: 1 worker, no access log; `GET /64k` answers a 65536-byte file (sendfile),
+ * everything else `return 200 "ok"` (a POST body is read and discarded; the connection stays open).
+ * keepalive_requests is raised from the default 1000 so that proxies' upstream connections are not
+ * recycled during a run.
  */
 export async function startNginxBackend(nginx: string, dir: string): Promise<BenchServer> {
   const port = await freePort(HOST);
+  const large = join(dir, 'backend-64k.bin');
+  writeFileSync(large, Buffer.alloc(LARGE_RESPONSE_BYTES, 'x'), { mode: 0o644 });
+  // Started as root, nginx's worker runs as nobody: it must be able to traverse the (0700) temp folder.
+  chmodSync(dir, statSync(dir).mode | 0o011);
   const conf = nginxConf(dir, 'backend', [
     `server {`,
     `  listen ${HOST}:${port} backlog=4096;`,
     `  location / { default_type text/plain; return 200 "ok"; }`,
+    `  location = ${LARGE_PATH} { default_type application/octet-stream; sendfile on; alias ${large}; }`,
     `}`,
   ]);
   const proc = startProcess('nginx backend', nginx, ['-p', dir, '-e', join(dir, 'backend.err'), '-c', conf]);
@@ -64,7 +73,9 @@ export async function startNodeBackend(): Promise<BenchServer> {
 
 /**
  * nginx as a reverse proxy: 1 worker, HTTP/1.1 upstream keep-alive, and the same X-Forwarded-*
- * header work seglb does by default (For replaced by the peer, Proto, Host).
+ * header work seglb does by default (For replaced by the peer, Proto, Host). Request bodies up to
+ * 32 KiB stay in memory (`client_body_buffer_size`) and responses are never buffered to a temp file
+ * (`proxy_max_temp_file_size 0`), so the 16 KiB POST and 64 KiB response passes touch no disk.
  */
 export async function startNginxProxy(nginx: string, dir: string, backendPort: number): Promise<BenchServer> {
   const port = await freePort(HOST);
@@ -72,8 +83,10 @@ export async function startNginxProxy(nginx: string, dir: string, backendPort: n
     `upstream backend { server ${HOST}:${backendPort}; keepalive 64; keepalive_requests 1000000; }`,
     `server {`,
     `  listen ${HOST}:${port} backlog=4096;`,
+    `  client_body_buffer_size 32k;`,
     `  location / {`,
     `    proxy_pass http://backend;`,
+    `    proxy_max_temp_file_size 0;`,
     `    proxy_http_version 1.1;`,
     `    proxy_set_header Connection "";`,
     `    proxy_set_header Host $http_host;`,
@@ -161,6 +174,21 @@ export async function startHaproxy(haproxy: string, dir: string, backendPort: nu
   return { proc, httpPort, tcpPort };
 }
 
+/**
+ * The baseline Node proxy (bench/support/baseline-proxy.ts): node:http + http-proxy-3 with a
+ * keep-alive agent (maxSockets 256) and X-Forwarded-* headers.
+ */
+export async function startBaselineProxy(backendPort: number): Promise<BenchServer> {
+  const port = await freePort(HOST);
+  const proc = startProcess('baseline proxy (http-proxy-3)', process.execPath, [
+    join(ROOT, 'bench/support/baseline-proxy.ts'),
+    String(port),
+    String(backendPort),
+  ]);
+  await waitForPort(proc, HOST, port, 10_000);
+  return { proc, httpPort: port };
+}
+
 /** Writes every bench/data/country-ip-blocks .cidr file (IPv4 and IPv6) into one ipset file. */
 export function writeCountryIpset(dir: string): { file: string; prefixes: number } {
   const base = join(ROOT, 'bench/data/country-ip-blocks');
@@ -187,7 +215,8 @@ export type SeglbRuleset = '1 rule' | '250k rules';
 
 /**
  * seglb as a child process (`node src/cli/main.ts run -c FILE --log-level warn`) with an HTTP and a TCP
- * VIP. "1 rule": allow 127.0.0.0/8. "250k rules": the same allow plus a deny rule over the whole
+ * VIP, no per-source connection limit (the default 100 would refuse part of a c=200 run) and up to 256
+ * backend connections (default 128; the baseline proxy's agent has 256). "1 rule": allow 127.0.0.0/8. "250k rules": the same allow plus a deny rule over the whole
  * country ipset (both families), so every accepted connection is looked up in the full matcher.
  * @param nodeFlags - extra node flags (e.g. --cpu-prof)
  */
@@ -209,6 +238,9 @@ export async function startSeglb(
     file,
     `# seglb benchmark config (${ruleset}), written by bench/http.bench.ts
 log: { level: warn, format: json }
+# The load generator is one source with up to 200 connections (c=200 passes); the reference proxies
+# have no per-source limit, and the baseline's agent keeps up to 256 backend connections.
+limits: { backend_connections: 256, per_source: { max_connections: 0 } }
 ${ipsets}segments:
   web:
     vips:
