@@ -15,7 +15,10 @@ COPY src/ src/
 RUN npm run build
 
 FROM node:24-slim
+# NODE_OPTIONS: the V8 flags seglb is meant to run with (src/cli/node-flags.ts: young generation
+# capped at 2 x 16 MB, ~100 MB less RSS under load at no measured throughput cost).
 ENV NODE_ENV=production \
+    NODE_OPTIONS=--max-semi-space-size=16 \
     SEGLB_HEALTHCHECK_HOST=127.0.0.1 \
     SEGLB_HEALTHCHECK_PORT=8080
 WORKDIR /app

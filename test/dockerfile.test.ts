@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, test } from 'node:test';
+import { RECOMMENDED_NODE_FLAGS } from '../src/cli/node-flags.ts';
 import { closedPort } from './support/net.ts';
 import { startSeglb } from './support/seglb.ts';
 
@@ -153,6 +154,24 @@ pools:
       .join(' ');
     assert.match(env, /SEGLB_HEALTHCHECK_HOST=127\.0\.0\.1/);
     assert.match(env, /SEGLB_HEALTHCHECK_PORT=8080/);
+  });
+
+  test('the image, npm start and npm run seglb run Node with RECOMMENDED_NODE_FLAGS', () => {
+    const env = all(final, 'ENV')
+      .map((i) => i.args)
+      .join(' ');
+    const nodeOptions = /NODE_OPTIONS=("[^"]*"|\S+)/.exec(env)?.[1]?.replace(/"/g, '').split(/\s+/) ?? [];
+    const scripts = (
+      JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as { scripts: Record<string, string> }
+    ).scripts;
+    for (const flag of RECOMMENDED_NODE_FLAGS) {
+      assert.ok(nodeOptions.includes(flag), `Dockerfile NODE_OPTIONS has ${flag}`);
+      for (const name of ['start', 'seglb'])
+        assert.ok(
+          scripts[name]?.startsWith(`node ${RECOMMENDED_NODE_FLAGS.join(' ')} src/cli/main.ts`),
+          `npm ${name}: ${scripts[name]}`,
+        );
+    }
   });
 
   test('.dockerignore keeps node_modules, dist, .git and bench/data out of the build context', () => {

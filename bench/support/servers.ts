@@ -7,6 +7,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { RECOMMENDED_NODE_FLAGS } from '../../src/cli/node-flags.ts';
 import { LARGE_PATH, LARGE_RESPONSE_BYTES } from './payloads.ts';
 import { freePort, type ManagedProcess, startProcess, waitForPort } from './processes.ts';
 
@@ -218,6 +219,7 @@ export type SeglbRuleset = '1 rule' | '250k rules';
  * VIP, no per-source connection limit (the default 100 would refuse part of a c=200 run) and up to 256
  * backend connections (default 128; the baseline proxy's agent has 256). "1 rule": allow 127.0.0.0/8. "250k rules": the same allow plus a deny rule over the whole
  * country ipset (both families), so every accepted connection is looked up in the full matcher.
+ * Runs with the flags `npm start` uses (src/cli/node-flags.ts), so the figures are those of a real start.
  * @param nodeFlags - extra node flags (e.g. --cpu-prof)
  */
 export async function startSeglb(
@@ -255,6 +257,7 @@ pools:
 `,
   );
   const proc = startProcess(`seglb (${ruleset})`, process.execPath, [
+    ...RECOMMENDED_NODE_FLAGS,
     ...nodeFlags,
     join(ROOT, 'src/cli/main.ts'),
     'run',
