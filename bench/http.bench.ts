@@ -320,7 +320,7 @@ async function main(): Promise<void> {
   const started = new Date();
   const machine = machineInfo(nginx, haproxy, wrk);
   const sourceBefore = sourceInfo();
-  const command = `node bench/http.bench.ts${argv.length ? ` ${argv.join(' ')}` : ''}`;
+  const command = `node bench/http.bench.ts${argv.length ? ` ${argv.map((a) => (a.startsWith('/') ? shown(a) : a)).join(' ')}` : ''}`;
   const loadBefore = loadavg();
   process.stdout.write(
     `${readHeader()}\n${machineLines(machine)}\nseglb: ${sourceText(sourceBefore)}\n` +
@@ -641,18 +641,23 @@ function updateReadme(file: string, block: string): void {
 }
 
 /**
- * One compact Markdown table over all passes: a column per pass (wrk when it ran, else autocannon)
- * with req/s and the same-round ratio to HAProxy, then CPU µs per request of the GET keep-alive pass,
+ * One compact Markdown table over all passes: a column per pass (wrk when it ran, else autocannon;
+ * GET keep-alive with both tools) with req/s and the same-round ratio to HAProxy, then CPU µs per request of the GET keep-alive pass,
  * the highest RSS and the errors over all passes.
  */
 function summaryTable(passResults: readonly { pass: Pass; rows: RowResult[] }[]): string {
   const chosen: { pass: Pass; rows: RowResult[] }[] = [];
   for (const id of PASS_IDS) {
     const of = passResults.filter((pr) => pr.pass.id === id);
-    const pick = of.find((pr) => pr.pass.tool === 'wrk') ?? of[0];
+    // GET keep-alive is shown for both tools (the issue quotes wrk's ratios beside autocannon's).
+    if (id === 'get') chosen.push(...of.filter((pr) => pr.pass.tool === 'autocannon'));
+    const pick = of.find((pr) => pr.pass.tool === 'wrk') ?? (id === 'get' ? undefined : of[0]);
     if (pick) chosen.push(pick);
   }
-  const cpuPass = chosen.find((c) => c.pass.id === 'get') ?? chosen[0];
+  const cpuPass =
+    chosen.find((c) => c.pass.id === 'get' && c.pass.tool === 'wrk') ??
+    chosen.find((c) => c.pass.id === 'get') ??
+    chosen[0];
   const header = [
     'scenario',
     ...chosen.map((c) => `${passLabel(c.pass)}, c=${c.pass.connections}`),
