@@ -16,9 +16,10 @@ RUN npm run build
 
 FROM node:24-slim
 # NODE_OPTIONS: the V8 flags seglb is meant to run with (src/cli/node-flags.ts: young generation
-# capped at 2 x 16 MB, ~100 MB less RSS under load at no measured throughput cost).
+# capped at 2 x 16 MB, and gc exposed so a large config load's memory is returned: together
+# ~200 MB less RSS under load with a 250k-prefix policy, at no measured throughput cost).
 ENV NODE_ENV=production \
-    NODE_OPTIONS=--max-semi-space-size=16 \
+    NODE_OPTIONS="--max-semi-space-size=16 --expose-gc" \
     SEGLB_HEALTHCHECK_HOST=127.0.0.1 \
     SEGLB_HEALTHCHECK_PORT=8080
 WORKDIR /app

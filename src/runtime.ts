@@ -66,6 +66,8 @@ export class Runtime {
   readonly #demo = new Map<string, Server>();
   #stopping = false;
   #housekeeping: NodeJS.Timeout | undefined;
+  /** The "started without --expose-gc" hint was logged (once per process). */
+  #releaseHinted = false;
   /** Backend admin states set at runtime, by `pool NUL address`. */
   readonly #backendStates = new Map<string, BackendAdminState>();
 
@@ -121,14 +123,23 @@ export class Runtime {
 
   /**
    * After loading a config with large IP sets (at least LARGE_LOAD_PREFIXES prefixes), gives the
-   * memory the parse and compile used back to the OS (see memory.ts); logs the pause at debug.
+   * memory the parse and compile used back to the OS (see memory.ts); logs the pause at debug, or
+   * once at info that node was started without --expose-gc.
    */
   #releaseAfterLargeLoad(loaded: LoadedConfig): void {
     let prefixes = 0;
     for (const name of loaded.ipsets.keys()) prefixes += ipsetSize(loaded.ipsets, name);
     if (prefixes < LARGE_LOAD_PREFIXES) return;
     const pauseMs = releaseHeapMemory();
-    this.log.debug({ prefixes, pauseMs }, 'heap memory released after a large config load');
+    if (pauseMs !== null) {
+      this.log.debug({ prefixes, pauseMs }, 'heap memory released after a large config load');
+    } else if (!this.#releaseHinted) {
+      this.#releaseHinted = true;
+      this.log.info(
+        { prefixes },
+        'node runs without --expose-gc: the memory of this large config load is kept for reuse, not returned (docs/deploy.md, Node flags)',
+      );
+    }
   }
 
   /** Once a second: report deny log lines that a flood suppressed, drop expired quarantine entries. */
