@@ -94,9 +94,12 @@ export interface ConfigIssue {
   code?: ErrorCode;
 }
 
-/** Formats one issue as `file:line:col key.path: message`, the form every config error takes. */
+/**
+ * Formats one issue as `file:line:col key.path: message`, the form every config error takes; an
+ * issue about the whole file (line 0: unreadable, missing) as `file: message`, as gcc and tsc do.
+ */
 export function formatConfigIssue(issue: ConfigIssue): string {
-  const where = `${issue.file}:${issue.line}:${issue.col}`;
+  const where = issue.line > 0 ? `${issue.file}:${issue.line}:${issue.col}` : `${issue.file}:`;
   return issue.keyPath ? `${where} ${issue.keyPath}: ${issue.message}` : `${where} ${issue.message}`;
 }
 

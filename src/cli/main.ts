@@ -103,7 +103,7 @@ async function dispatch(argv: readonly string[]): Promise<number> {
     return 2;
   }
   const accepted = Object.hasOwn(COMMAND_OPTIONS, command) ? COMMAND_OPTIONS[command] : undefined;
-  if (!accepted) throw usageError(`unknown command "${command}" (commands: run, check, explain)`);
+  if (!accepted) throw usageError(`unknown command "${command}" (commands: run, check, explain, ctl)`);
   if (positionals.length > 1) {
     throw usageError(`${command} takes no arguments besides options, got ${JSON.stringify(positionals[1])}`);
   }

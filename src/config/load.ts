@@ -257,7 +257,10 @@ function schemaIssue(e: ErrorObject, data: unknown, issue: IssueAt): ConfigIssue
     }
     case 'minimum':
     case 'maximum':
-      return issue(path, `${e.message ?? 'is out of range'} (got ${JSON.stringify(e.data)})`);
+      return issue(
+        path,
+        `${e.message ?? 'is out of range'} (got ${Number.isFinite(e.data) ? JSON.stringify(e.data) : String(e.data)})`,
+      );
     case 'pattern':
       return issue(path, `${JSON.stringify(e.data)} ${e.message ?? 'has the wrong form'}`);
     case 'minLength':
@@ -331,6 +334,8 @@ function describe(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'a list';
   if (typeof value === 'object') return 'a map';
+  // JSON has no Infinity or NaN (`1e400` in YAML reads as Infinity): name them rather than "null".
+  if (typeof value === 'number' && !Number.isFinite(value)) return `number ${String(value)} (out of range)`;
   return `${typeof value} ${JSON.stringify(value)}`;
 }
 

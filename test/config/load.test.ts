@@ -264,6 +264,26 @@ describe('config: wrong types and values', () => {
     ]);
   });
 
+  it('names a number too large for a double (1e400 reads as Infinity) instead of calling it null', () => {
+    const { file, err } = rejected(yaml`
+      limits:
+        max_connections: 1e400
+        backend_connections: -1e400
+      segments:
+        web:
+          vips: [{ listen: 127.0.0.1:8080 }]
+          pool: p
+          backend_subnets: [127.0.0.0/8]
+      pools:
+        p:
+          backends: [{ address: 127.0.0.1:9000 }]
+    `);
+    assert.deepEqual(lines(file, err), [
+      'F:2:20 limits.max_connections: must be an integer, got number Infinity (out of range)',
+      'F:3:24 limits.backend_connections: must be an integer, got number -Infinity (out of range)',
+    ]);
+  });
+
   it('checks patterns of L7 values', () => {
     const { err } = rejected(yaml`
       segments:
@@ -969,7 +989,7 @@ describe('config: malformed YAML', () => {
       (err: unknown) =>
         err instanceof ConfigError &&
         err.code === 'SEGLB_CONFIG_READ' &&
-        err.message === `${missing}:0:0 cannot read config file: no such file (ENOENT)`,
+        err.message === `${missing}: cannot read config file: no such file (ENOENT)`,
     );
   });
 });
