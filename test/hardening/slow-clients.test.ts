@@ -332,7 +332,10 @@ pools:
       );
       assert.deepEqual(legit.failed, []);
       assert.ok(legit.ok >= 20);
-      assert.ok(p99 < 1000, `legitimate p99 ${p99.toFixed(1)} ms`);
+      // Served during the 5 s attack, not queued behind it. Not a speed target: the bound is half
+      // the attack's length, so a 2-core machine shared with other work (p99 1.8 s measured once,
+      // 7-20 ms when quiet) does not fail it, and a proxy that stalls for the attack does.
+      assert.ok(p99 < (seconds * 1000) / 2, `legitimate p99 ${p99.toFixed(1)} ms`);
     });
   }
 });
