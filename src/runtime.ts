@@ -14,7 +14,7 @@ import { HttpVip } from './listeners/http.ts';
 import { TcpVip } from './listeners/tcp.ts';
 import { LARGE_LOAD_PREFIXES, releaseHeapMemory } from './memory.ts';
 import { parseEndpoint } from './net/endpoint.ts';
-import { ipsetSize } from './net/packed-cidrs.ts';
+import { ipsetSize, PackedCidrMap } from './net/packed-cidrs.ts';
 import { Observer } from './observe/index.ts';
 import { type Logger, LogRateLimiter } from './observe/log.ts';
 import { ObservedSources } from './observe/sources.ts';
@@ -127,8 +127,12 @@ export class Runtime {
    * once at info that node was started without --expose-gc.
    */
   #releaseAfterLargeLoad(loaded: LoadedConfig): void {
+    // Prefixes as parsed: a union repeats its members' prefixes, so only its own CIDRs count.
     let prefixes = 0;
-    for (const name of loaded.ipsets.keys()) prefixes += ipsetSize(loaded.ipsets, name);
+    for (const name of loaded.ipsets.keys()) {
+      const set = loaded.config.ipsets[name];
+      prefixes += set?.union?.length ? (set.cidrs?.length ?? 0) : ipsetSize(loaded.ipsets, name);
+    }
     if (prefixes < LARGE_LOAD_PREFIXES) return;
     const pauseMs = releaseHeapMemory();
     if (pauseMs !== null) {
@@ -516,8 +520,20 @@ export function policyHash(loaded: LoadedConfig): string {
   const segments = Object.entries(loaded.config.segments)
     .sort(([a], [b]) => (a < b ? -1 : 1))
     .map(([name, s]) => [name, s.mode, s.revoke, s.allow, s.deny, s.backend_subnets, s.trusted_proxies]);
-  const ipsets = [...loaded.ipsets]
-    .sort(([a], [b]) => (a < b ? -1 : 1))
-    .map(([name, cidrs]) => [name, cidrs.map((c) => c.text).sort()]);
-  return createHash('sha256').update(JSON.stringify({ segments, ipsets })).digest('hex').slice(0, 16);
+  const h = createHash('sha256').update(JSON.stringify({ segments }));
+  // IP sets as resolved prefixes in a canonical order (packed words, no strings: 246k prefixes
+  // would otherwise mean 246k decoded objects and texts per reload).
+  for (const name of [...loaded.ipsets.keys()].sort()) {
+    h.update(`\0ipset ${name} ${ipsetSize(loaded.ipsets, name)}\0`);
+    const packed = loaded.ipsets;
+    if (packed instanceof PackedCidrMap) packed.digestInto(name, (bytes) => h.update(bytes));
+    else
+      h.update(
+        (packed.get(name) ?? [])
+          .map((c) => c.text)
+          .sort()
+          .join(','),
+      );
+  }
+  return h.digest('hex').slice(0, 16);
 }

@@ -2,7 +2,8 @@
 // candidate policy, and `lint` finds rules that cannot do what they look like they do.
 
 import type { LoadedConfig, RuleConfig, SegmentConfig } from '../config/index.ts';
-import { type Cidr, cidrCovers } from '../net/index.ts';
+import { ANY_SOURCE } from '../config/index.ts';
+import { type Cidr, cidrCovers, ipsetSize } from '../net/index.ts';
 import type { ObservedSources } from '../observe/sources.ts';
 import { compileSegmentPolicy, expandSources, type SegmentPolicy, VERDICT_DENY } from '../policy/index.ts';
 
@@ -43,20 +44,22 @@ function lintSegment(segment: string, seg: SegmentConfig, loaded: LoadedConfig):
   const label = (kind: string, r: RuleConfig, i: number) => r.name ?? `${kind}[${i}]`;
   const isL7 = (r: RuleConfig) =>
     r.methods !== undefined || r.paths !== undefined || r.hosts !== undefined || r.headers !== undefined;
-  const allows = seg.allow.map((r, i) => ({
-    r,
-    i,
-    name: label('allow', r, i),
-    cidrs: expandSources(r.from, loaded.ipsets),
-  }));
-  const denies = seg.deny.map((r, i) => ({
-    r,
-    i,
-    name: label('deny', r, i),
-    cidrs: expandSources(r.from, loaded.ipsets),
-  }));
+  // A rule over more than LINT_MAX_PREFIXES prefixes is never expanded into an array (it is not
+  // compared pairwise anyway): its CIDRs stay packed and only the too-wide scan walks them.
+  const expand = (kind: 'allow' | 'deny', r: RuleConfig, i: number) => {
+    const count = sourceCount(r.from, loaded.ipsets);
+    return {
+      r,
+      i,
+      name: label(kind, r, i),
+      count,
+      cidrs: count > LINT_MAX_PREFIXES ? LARGE : expandSources(r.from, loaded.ipsets),
+    };
+  };
+  const allows = seg.allow.map((r, i) => expand('allow', r, i));
+  const denies = seg.deny.map((r, i) => expand('deny', r, i));
   for (const a of allows) {
-    for (const c of a.cidrs) {
+    for (const c of eachSource(a.r.from, loaded.ipsets)) {
       if ((c.family === 4 && c.prefixLength < 8) || (c.family === 6 && c.prefixLength < 32)) {
         out.push({
           segment,
@@ -68,9 +71,11 @@ function lintSegment(segment: string, seg: SegmentConfig, loaded: LoadedConfig):
       }
     }
   }
-  const big = (cidrs: readonly Cidr[]) => cidrs.length > LINT_MAX_PREFIXES;
+  const big = (cidrs: readonly Cidr[]) => cidrs === LARGE || cidrs.length > LINT_MAX_PREFIXES;
   const hardDenies = denies.filter((d) => !isL7(d.r));
-  const hardDenyCidrs = hardDenies.flatMap((d) => d.cidrs);
+  const hardDenyCidrs = hardDenies.some((d) => d.cidrs === LARGE)
+    ? LARGE
+    : hardDenies.flatMap((d) => d.cidrs);
   // Redundant unconditional allows, judged from the last rule to the first: of two rules listing the
   // same sources, only the later one is reported, and a reported rule covers nothing for the rest
   // (else two identical rules would each hide behind the other, or both be reported).
@@ -78,7 +83,8 @@ function lintSegment(segment: string, seg: SegmentConfig, loaded: LoadedConfig):
   const redundant = new Set<(typeof allows)[number]>();
   for (let k = plain.length - 1; k >= 0; k--) {
     const a = plain[k] as (typeof allows)[number];
-    const others = plain.filter((o) => o !== a && !redundant.has(o)).flatMap((o) => o.cidrs);
+    const rest = plain.filter((o) => o !== a && !redundant.has(o));
+    const others = rest.some((o) => o.cidrs === LARGE) ? LARGE : rest.flatMap((o) => o.cidrs);
     if (
       !big(others) &&
       !big(a.cidrs) &&
@@ -87,13 +93,16 @@ function lintSegment(segment: string, seg: SegmentConfig, loaded: LoadedConfig):
     )
       redundant.add(a);
   }
+  const hardDenyCount = hardDenies.reduce((n, d) => n + d.count, 0);
   for (const a of allows) {
     if (big(a.cidrs) || big(hardDenyCidrs)) {
       out.push({
         segment,
         rule: a.name,
         kind: 'skipped_large_rule',
-        message: `more than ${LINT_MAX_PREFIXES} prefixes: not compared`,
+        message: big(a.cidrs)
+          ? `${a.count} prefixes, more than ${LINT_MAX_PREFIXES}: not compared`
+          : `not compared with the deny rules: they hold ${hardDenyCount} prefixes, more than ${LINT_MAX_PREFIXES}`,
       });
       continue;
     }
@@ -115,7 +124,7 @@ function lintSegment(segment: string, seg: SegmentConfig, loaded: LoadedConfig):
       });
     }
   }
-  const allowCidrs = allows.flatMap((a) => a.cidrs);
+  const allowCidrs = allows.some((a) => a.cidrs === LARGE) ? LARGE : allows.flatMap((a) => a.cidrs);
   for (const d of denies) {
     if (big(d.cidrs) || big(allowCidrs)) continue;
     const overlaps = d.cidrs.some((c) => allowCidrs.some((a) => cidrCovers(a, c) || cidrCovers(c, a)));
@@ -179,4 +188,26 @@ export function simulateImpact(
     });
   }
   return out;
+}
+
+/** Stands for the CIDRs of a rule too large to expand (see lintSegment). */
+const LARGE: readonly Cidr[] = Object.freeze([]);
+
+/** Prefixes a rule's sources expand to, counted without expanding IP sets. */
+function sourceCount(sources: readonly string[], ipsets: ReadonlyMap<string, readonly Cidr[]>): number {
+  let n = 0;
+  for (const src of sources) {
+    if (src === ANY_SOURCE) n += 2;
+    else if (ipsets.has(src)) n += ipsetSize(ipsets, src);
+    else n += 1;
+  }
+  return n;
+}
+
+/** A rule's sources one at a time (IP sets decoded one list at a time, as expandSources would). */
+function* eachSource(
+  sources: readonly string[],
+  ipsets: ReadonlyMap<string, readonly Cidr[]>,
+): Generator<Cidr> {
+  for (const src of sources) yield* expandSources([src], ipsets);
 }

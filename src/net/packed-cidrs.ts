@@ -6,7 +6,7 @@
 // into Cidr objects only when asked for (admin reads, not the data path).
 
 import { formatIPv4, formatIPv6 } from './address.ts';
-import type { Cidr } from './cidr.ts';
+import type { Cidr, CidrV4, CidrV6 } from './cidr.ts';
 
 /** Header word of an IPv6 entry: this bit set, prefix length in the low byte. */
 const V6_TAG = 0x100;
@@ -59,6 +59,40 @@ export class PackedCidrMap implements ReadonlyMap<string, readonly Cidr[]> {
     return n;
   }
 
+  /**
+   * Feeds list `name` to `update` in a canonical order, without decoding it into objects or
+   * strings: the IPv4 prefixes sorted by (address, length), then the IPv6 ones sorted by their words
+   * and length, each as its packed words. Two lists holding the same prefixes in any order feed the
+   * same bytes (the policy hash peers compare; src/runtime.ts policyHash).
+   */
+  digestInto(name: string, update: (bytes: Uint8Array) => void): void {
+    const l = this.#lists.get(name);
+    if (l === undefined) return;
+    const starts: number[] = [];
+    for (let i = 0; i < l.words.length; i += ((l.words[i] as number) & V6_TAG) === 0 ? 2 : 5) starts.push(i);
+    const w = l.words;
+    const isV6 = (i: number) => ((w[i] as number) & V6_TAG) !== 0;
+    starts.sort((a, b) => {
+      const fa = isV6(a) ? 1 : 0;
+      const fb = isV6(b) ? 1 : 0;
+      if (fa !== fb) return fa - fb;
+      const n = fa ? 4 : 1;
+      for (let k = 1; k <= n; k++) {
+        const d = (w[a + k] as number) - (w[b + k] as number);
+        if (d !== 0) return d;
+      }
+      return ((w[a] as number) & 0xff) - ((w[b] as number) & 0xff);
+    });
+    const sorted = new Uint32Array(w.length);
+    let o = 0;
+    for (const i of starts) {
+      const n = isV6(i) ? 5 : 2;
+      sorted.set(w.subarray(i, i + n), o);
+      o += n;
+    }
+    update(new Uint8Array(sorted.buffer));
+  }
+
   has(name: string): boolean {
     return this.#lists.has(name);
   }
@@ -93,19 +127,58 @@ export class PackedCidrMap implements ReadonlyMap<string, readonly Cidr[]> {
   }
 }
 
+/**
+ * A decoded IPv4 prefix. `text` is formatted on first read, so decoding a list for the compiler
+ * (which never reads it) allocates one small object per prefix and no string.
+ */
+class DecodedV4 implements CidrV4 {
+  readonly family = 4 as const;
+  readonly prefixLength: number;
+  readonly v4: number;
+  #text: string | undefined;
+  constructor(prefixLength: number, v4: number) {
+    this.prefixLength = prefixLength;
+    this.v4 = v4;
+  }
+  get text(): string {
+    this.#text ??= `${formatIPv4(this.v4)}/${this.prefixLength}`;
+    return this.#text;
+  }
+  toJSON(): { family: 4; prefixLength: number; v4: number; text: string } {
+    return { family: 4, prefixLength: this.prefixLength, v4: this.v4, text: this.text };
+  }
+}
+
+/** A decoded IPv6 prefix (see DecodedV4). */
+class DecodedV6 implements CidrV6 {
+  readonly family = 6 as const;
+  readonly prefixLength: number;
+  readonly v6: Uint32Array;
+  #text: string | undefined;
+  constructor(prefixLength: number, v6: Uint32Array) {
+    this.prefixLength = prefixLength;
+    this.v6 = v6;
+  }
+  get text(): string {
+    this.#text ??= `${formatIPv6(this.v6)}/${this.prefixLength}`;
+    return this.#text;
+  }
+  toJSON(): { family: 6; prefixLength: number; v6: number[]; text: string } {
+    return { family: 6, prefixLength: this.prefixLength, v6: [...this.v6], text: this.text };
+  }
+}
+
 function decode(words: Uint32Array, count: number): Cidr[] {
   const out: Cidr[] = new Array(count);
   let i = 0;
   for (let k = 0; k < count; k++) {
     const head = words[i++] as number;
-    const prefixLength = head & 0xff;
     if ((head & V6_TAG) === 0) {
-      const v4 = words[i++] as number;
-      out[k] = { family: 4, prefixLength, v4, text: `${formatIPv4(v4)}/${prefixLength}` };
+      out[k] = new DecodedV4(head & 0xff, words[i++] as number);
     } else {
-      const v6 = words.slice(i, i + 4);
+      // A view, not a copy: the packed words are never written after construction.
+      out[k] = new DecodedV6(head & 0xff, words.subarray(i, i + 4));
       i += 4;
-      out[k] = { family: 6, prefixLength, v6, text: `${formatIPv6(v6)}/${prefixLength}` };
     }
   }
   return out;
