@@ -176,7 +176,7 @@ export async function runSoak(p: SoakParams): Promise<SoakResult> {
   const targets = [
     {
       name: 'RSS < 300 MB',
-      value: peakRssBytes === null ? 'not measured' : `peak ${fmtMB(peakRssBytes)} MB`,
+      value: peakRssBytes === null ? 'not measured' : `peak ${(peakRssBytes / 1e6).toFixed(1)} MB`,
       met: peakRssBytes === null ? null : peakRssBytes < RSS_TARGET_BYTES,
     },
     {
