@@ -18,6 +18,21 @@ interface DriftAnswer {
 
 export interface StatusAnswer {
   readonly version: string;
+  /** The cluster sync channel (src/cluster ClusterStatus, the fields shown), or null without one. */
+  readonly cluster?: {
+    nodeId: string;
+    listen: string;
+    policy: { agreed: boolean; divergent: readonly string[] };
+    peers: readonly {
+      nodeId: string | null;
+      address: string | null;
+      listen: string | null;
+      state: string;
+      lastSeenMsAgo: number | null;
+      rttMs: number | null;
+      policyVersion: string | null;
+    }[];
+  } | null;
   readonly uptimeMs: number;
   readonly policy: { version: number; hash: string; runtimeOps: number; drift: number };
   readonly state: { file: string | null; writeError: string | null; auditWriteFailures: number };
@@ -291,6 +306,28 @@ export function showStatus(b: StatusAnswer): string {
   lines.push(
     `quarantine: ${plural(b.quarantine.entries, 'entry', 'entries')}, ${plural(b.quarantine.denied, 'connection')} refused`,
   );
+  const c = b.cluster;
+  if (c === null || c === undefined) lines.push('cluster: not configured');
+  else {
+    lines.push(
+      `cluster: node ${c.nodeId} on ${c.listen}; policy ${c.policy.agreed ? 'agreed' : `DIVERGENT on ${c.policy.divergent.join(', ')}`}`,
+    );
+    lines.push(
+      indent(
+        table(
+          ['PEER', 'ADDRESS', 'STATE', 'LAST SEEN', 'RTT', 'POLICY'],
+          c.peers.map((p) => [
+            p.nodeId ?? '-',
+            p.listen ?? p.address ?? '-',
+            p.state,
+            p.lastSeenMsAgo === null ? 'never' : `${Math.round(p.lastSeenMsAgo)} ms ago`,
+            p.rttMs === null ? '-' : `${p.rttMs.toFixed(1)} ms`,
+            p.policyVersion ?? '-',
+          ]),
+        ),
+      ),
+    );
+  }
   return lines.join('\n');
 }
 

@@ -93,6 +93,7 @@ pools:
     assert.match(r.stdout, /policy version 1 \(hash [0-9a-f]{16}\); 0 runtime changes, 0 drift/);
     assert.match(r.stdout, /^\s+web\s+enforce\s+2\s/m);
     assert.match(r.stdout, /^\s+be\s+127\.0\.0\.1:\d+\s+ready\s+up\s+yes/m);
+    assert.match(r.stdout, /^cluster: not configured$/m);
     const j = await spawnCtl(['--json', 'status'], { SEGLB_TOKEN: lb.tokens.read });
     assert.equal(j.code, 0);
     assert.equal(JSON.parse(j.stdout).policy.version, 1);

@@ -4,6 +4,7 @@
 // on the third (and one that only one node sees down stays up); a node restarted later catches up.
 
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -12,6 +13,7 @@ import { type PoolBackend, startPoolBackend } from '../support/pool-backends.ts'
 import { type SeglbProcess, spawnSeglb, tempDir } from '../support/seglb.ts';
 
 const TOKEN = 'cluster-test-admin-token-0123456789';
+const MAIN = new URL('../../src/cli/main.ts', import.meta.url).pathname;
 const HOSTS = ['127.0.0.1', '127.0.0.2', '127.0.0.3'] as const;
 
 interface Node {
@@ -223,6 +225,23 @@ cluster:
       audit.body.some((e: { actor: string }) => e.actor.startsWith('cluster:')),
       'audited as a cluster change',
     );
+  });
+
+  test('seglb ctl status on node A shows the cluster: its node, agreement, both peers alive', async () => {
+    const a = nodes[0] as Node;
+    const out = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      execFile(
+        process.execPath,
+        [MAIN, 'ctl', '--admin', `http://127.0.0.1:${a.adminPort}`, 'status'],
+        { env: { PATH: process.env.PATH ?? '', SEGLB_TOKEN: TOKEN }, timeout: 20_000 },
+        (err, stdout, stderr) =>
+          resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr }),
+      );
+    });
+    assert.equal(out.code, 0, out.stderr);
+    assert.match(out.stdout, /^cluster: node \S+ on 127\.0\.0\.1:\d+; policy agreed$/m);
+    const peerLines = out.stdout.split('\n').filter((l) => /^\s+\S+\s+127\.0\.0\.[23]:\d+\s+alive\s/.test(l));
+    assert.equal(peerLines.length, 2, out.stdout);
   });
 
   test('a client stuck to a backend on node A is sent to it by B and C (source stickiness)', async () => {
