@@ -352,6 +352,21 @@ export function buildMetricsRegistry(observer: Observer, version: string): Regis
     },
   );
   gauge(
+    'seglb_backend_health',
+    'Active health check verdict, 1 up / 0 down: view="local" this node\'s checks, view="cluster" the majority of the live cluster nodes reporting it (absent without a cluster or reports; it decides with health_check.cluster_view: majority).',
+    ['pool', 'backend', 'view'],
+    () => {
+      const out: [Labels, number][] = [];
+      for (const [pool, b] of backends()) {
+        out.push([{ pool, backend: b.name, view: 'local' }, b.state.health === 'up' ? 1 : 0]);
+        const cluster = b.state.clusterHealth;
+        if (cluster !== null)
+          out.push([{ pool, backend: b.name, view: 'cluster' }, cluster === 'up' ? 1 : 0]);
+      }
+      return out;
+    },
+  );
+  gauge(
     'seglb_backend_in_flight',
     'Requests and connections in flight to a backend.',
     ['pool', 'backend'],

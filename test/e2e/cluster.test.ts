@@ -273,6 +273,15 @@ cluster:
       await namesSeen(c, HOSTS[2], 'majority', '127.0.0.90', 6),
       new Set(['h2[node2][node3]']),
     );
+    // Both views are in /metrics: node3's own checks say up, the cluster's majority down.
+    const metrics = await (
+      await fetch(`http://127.0.0.1:${c.adminPort}/metrics`, {
+        headers: { authorization: `Bearer ${TOKEN}` },
+      })
+    ).text();
+    assert.match(metrics, /^seglb_backend_health\{pool="hp",backend="h1",view="local"\} 1$/m);
+    assert.match(metrics, /^seglb_backend_health\{pool="hp",backend="h1",view="cluster"\} 0$/m);
+    assert.match(metrics, /^seglb_backend_health\{pool="hp",backend="h2",view="cluster"\} 1$/m);
     // Node1 sees both down; by the majority h2 is up, so node1 keeps sending to it.
     await waitFor('majority views on node1', async () => {
       const [v1, v2] = (await poolStatus(a, 'hp')).backends;

@@ -137,6 +137,8 @@ describe('Prometheus /metrics', () => {
     assert.ok(m.sum('seglb_client_sent_bytes_total', { segment: 'db' }) > 0);
     assert.ok(m.sum('seglb_client_sent_bytes_total', { segment: 'web' }) > 0);
     assert.equal(m.sum('seglb_backend_up', { pool: 'web', backend: 'b1' }), 1);
+    assert.equal(m.sum('seglb_backend_health', { pool: 'web', backend: 'b1', view: 'local' }), 1);
+    assert.equal(m.sum('seglb_backend_health', { view: 'cluster' }), 0, 'no cluster view without a cluster');
     assert.equal(m.sum('seglb_backend_picks_total', { pool: 'web', backend: 'b1' }), 8);
     assert.equal(m.sum('seglb_policy_version'), lb.runtime.snapshot.version);
     assert.equal(m.sum('seglb_quarantine_entries'), 0);
