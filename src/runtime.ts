@@ -99,8 +99,8 @@ export class Runtime {
    * @param loaded - a validated config
    * @param log - process logger
    * @returns the running runtime
-   * @throws ListenerError SEGLB_LISTENER_BIND when a VIP or demo backend cannot bind (whatever was
-   *   opened is closed again first)
+   * @throws ListenerError SEGLB_LISTENER_BIND when a VIP or demo backend cannot bind (every VIP is
+   *   tried and each that cannot bind is named; whatever was opened is closed again first)
    */
   static async start(loaded: LoadedConfig, log: Logger): Promise<Runtime> {
     const quarantine = new Quarantine();
@@ -113,7 +113,16 @@ export class Runtime {
     rt.#housekeeping.unref();
     try {
       await rt.#syncDemoBackends();
-      for (const [key, ctx] of snapshot.vips) await rt.#open(key, ctx);
+      const failed: ListenerError[] = [];
+      for (const [key, ctx] of snapshot.vips) {
+        try {
+          await rt.#open(key, ctx);
+        } catch (err) {
+          if (!(err instanceof ListenerError)) throw err;
+          failed.push(err);
+        }
+      }
+      throwBindFailures(failed);
     } catch (err) {
       await rt.stop(0);
       throw err;
@@ -284,7 +293,8 @@ export class Runtime {
    * (they get the new context; open connections finish under the old one), new ones are opened
    * before removed ones are closed, and keep-alive connections to backends that remain are reused.
    * @param loaded - a validated config (validation failures never reach here: the old config stays)
-   * @throws ListenerError SEGLB_LISTENER_BIND when a new VIP cannot bind; the old snapshot then stays
+   * @throws ListenerError SEGLB_LISTENER_BIND when a new VIP cannot bind (every such VIP named in the
+   *   message, `; `-separated); the old snapshot then stays
    */
   async reload(loaded: LoadedConfig): Promise<Snapshot> {
     const old = this.#snapshot;
@@ -292,13 +302,21 @@ export class Runtime {
     const opened: string[] = [];
     try {
       await this.#syncDemoBackends(loaded);
+      // Every VIP is tried, so one failed reload names every address that cannot bind.
+      const failed: ListenerError[] = [];
       for (const [key, ctx] of next.vips) {
         const existing = this.#listeners.get(key);
         if (existing && sameListener(existing.ctx, ctx)) continue;
         if (existing) await this.#closeListener(key, 0);
-        await this.#open(key, ctx);
-        opened.push(key);
+        try {
+          await this.#open(key, ctx);
+          opened.push(key);
+        } catch (err) {
+          if (!(err instanceof ListenerError)) throw err;
+          failed.push(err);
+        }
       }
+      throwBindFailures(failed);
     } catch (err) {
       for (const key of opened) await this.#closeListener(key, 0);
       closeUnreused(next, old);
@@ -499,6 +517,19 @@ function buildSnapshot(
   }
   const hash = policyHash(loaded);
   return { version, hash, loaded, segments, vips };
+}
+
+/**
+ * Throws the VIPs that could not bind as one error: the only one as it is, several as one
+ * SEGLB_LISTENER_BIND whose message lists each (`; `-separated). Does nothing for none.
+ */
+function throwBindFailures(failed: readonly ListenerError[]): void {
+  if (failed.length === 1) throw failed[0];
+  if (failed.length > 1) {
+    throw new ListenerError('SEGLB_LISTENER_BIND', failed.map((e) => e.message).join('; '), {
+      cause: failed[0],
+    });
+  }
 }
 
 /** Closes the undici pools of `from` that `to` did not take over. */

@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
+import { type AddressInfo, createServer } from 'node:net';
 import { test } from 'node:test';
 import { loadConfigFile } from '../src/config/index.ts';
 import { httpRequest, startBackend } from './support/net.ts';
@@ -94,3 +95,39 @@ test('reload opens added VIPs and closes removed ones', async () => {
     await one.close();
   }
 });
+
+test('a reload with two VIPs that cannot bind names both and keeps the running snapshot', async () => {
+  const one = await startBackend('one', '127.0.0.93');
+  const lb = await startSeglb(cfg(one.address));
+  const blockers = await Promise.all([occupy('127.0.0.94'), occupy('127.0.0.95')]);
+  try {
+    const before = lb.runtime.snapshot.version;
+    const [a, b] = blockers.map((s) => `127.0.0.${s.host.split('.')[3]}:${s.port}`) as [string, string];
+    writeFileSync(lb.file, cfg(one.address, `, { listen: "${a}" }, { listen: "${b}" }`));
+    await assert.rejects(lb.runtime.reload(loadConfigFile(lb.file)), (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'SEGLB_LISTENER_BIND');
+      assert.match(
+        err.message,
+        new RegExp(`cannot listen on ${a} \\(segment web\\): EADDRINUSE; cannot listen on ${b} `),
+      );
+      return true;
+    });
+    assert.equal(lb.runtime.snapshot.version, before, 'the running snapshot stays');
+    assert.equal(lb.runtime.boundVips().length, 1);
+    const port = lb.runtime.boundVips()[0]?.port as number;
+    assert.equal((await httpRequest({ port })).body, 'one');
+  } finally {
+    for (const s of blockers) await new Promise((r) => s.server.close(r));
+    await lb.stop();
+    await one.close();
+  }
+});
+
+/** A TCP listener holding an address:port, so seglb's bind there fails with EADDRINUSE. */
+async function occupy(
+  host: string,
+): Promise<{ server: import('node:net').Server; host: string; port: number }> {
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(0, host, r));
+  return { server, host, port: (server.address() as AddressInfo).port };
+}
