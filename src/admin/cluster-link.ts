@@ -91,13 +91,8 @@ export class ClusterLink implements PolicyReplicator {
           .catch((err: unknown) => this.#log.error({ err: String(err) }, 'replicated policy change failed'));
       }
     });
-    this.node.on('peer', (e) =>
-      this.#log.info(
-        { peer: e.nodeId ?? e.address, state: e.state, previous: e.previous },
-        'cluster peer state',
-      ),
-    );
-    this.node.on('divergence', (d) => this.#log.warn({ policy: d }, 'cluster nodes run different policies'));
+    // Peer state changes and policy divergence are logged by the node itself (src/cluster/node.ts:
+    // 'cluster peer is alive' ..., 'cluster nodes run different policy versions' only when they do).
     control.replicator = this;
     control.clusterStatus = () => this.node.status();
     // Sync lag is estimated as the time since the peer was last heard (heartbeats keep it small).

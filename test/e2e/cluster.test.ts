@@ -160,6 +160,27 @@ cluster:
     await Promise.all([backend, sticky1, sticky2, h1, h2].map((b) => b.close()));
   });
 
+  test('nodes that agree log no policy divergence, and each peer state change once', () => {
+    for (const n of nodes) {
+      const msgs = n.proc.logs.map((l) => String(l['msg']));
+      assert.deepEqual(
+        msgs.filter((m) => /different polic/.test(m)),
+        [],
+        'no divergence warning while every node runs the same policy',
+      );
+      // One line per change, from the cluster node (a second, 'cluster peer state', came from the
+      // admin link). A peer may flap alive -> suspect -> alive while 3 nodes start on 2 cores.
+      assert.deepEqual(
+        msgs.filter((m) => m === 'cluster peer state'),
+        [],
+      );
+      const alive = new Set(
+        n.proc.logs.filter((l) => l['msg'] === 'cluster peer is alive').map((l) => l['peer']),
+      );
+      assert.equal(alive.size, 2, 'both peers seen alive');
+    }
+  });
+
   test('a quarantine made on node A refuses the source on B and C', async () => {
     const [a, b, c] = nodes as [Node, Node, Node];
     for (const n of [b, c]) {
