@@ -160,8 +160,11 @@ cluster:
     await Promise.all([backend, sticky1, sticky2, h1, h2].map((b) => b.close()));
   });
 
-  test('nodes that agree log no policy divergence, and each peer state change once', () => {
+  test('nodes that agree log no policy divergence, and each peer state change once', async () => {
     for (const n of nodes) {
+      const alive = () =>
+        new Set(n.proc.logs.filter((l) => l['msg'] === 'cluster peer is alive').map((l) => l['peer']));
+      await waitFor('both peers seen alive', async () => alive().size === 2, 15_000);
       const msgs = n.proc.logs.map((l) => String(l['msg']));
       assert.deepEqual(
         msgs.filter((m) => /different polic/.test(m)),
@@ -174,10 +177,6 @@ cluster:
         msgs.filter((m) => m === 'cluster peer state'),
         [],
       );
-      const alive = new Set(
-        n.proc.logs.filter((l) => l['msg'] === 'cluster peer is alive').map((l) => l['peer']),
-      );
-      assert.equal(alive.size, 2, 'both peers seen alive');
     }
   });
 
@@ -250,19 +249,27 @@ cluster:
 
   test('seglb ctl status on node A shows the cluster: its node, agreement, both peers alive', async () => {
     const a = nodes[0] as Node;
-    const out = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-      execFile(
-        process.execPath,
-        [MAIN, 'ctl', '--admin', `http://127.0.0.1:${a.adminPort}`, 'status'],
-        { env: { PATH: process.env.PATH ?? '', SEGLB_TOKEN: TOKEN }, timeout: 20_000 },
-        (err, stdout, stderr) =>
-          resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr }),
-      );
-    });
+    const status = () =>
+      new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+        execFile(
+          process.execPath,
+          [MAIN, 'ctl', '--admin', `http://127.0.0.1:${a.adminPort}`, 'status'],
+          { env: { PATH: process.env.PATH ?? '', SEGLB_TOKEN: TOKEN }, timeout: 20_000 },
+          (err, stdout, stderr) =>
+            resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr }),
+        );
+      });
+    const alivePeers = (stdout: string) =>
+      stdout.split('\n').filter((l) => /^\s+\S+\s+127\.0\.0\.[23]:\d+\s+alive\s/.test(l)).length;
+    let out = await status();
+    // A peer may be briefly 'suspect' on a loaded machine: ask again until both show alive.
+    for (let i = 0; i < 20 && alivePeers(out.stdout) < 2; i++) {
+      await new Promise((r) => setTimeout(r, 250));
+      out = await status();
+    }
     assert.equal(out.code, 0, out.stderr);
     assert.match(out.stdout, /^cluster: node \S+ on 127\.0\.0\.1:\d+; policy agreed$/m);
-    const peerLines = out.stdout.split('\n').filter((l) => /^\s+\S+\s+127\.0\.0\.[23]:\d+\s+alive\s/.test(l));
-    assert.equal(peerLines.length, 2, out.stdout);
+    assert.equal(alivePeers(out.stdout), 2, out.stdout);
   });
 
   test('a client stuck to a backend on node A is sent to it by B and C (source stickiness)', async () => {
