@@ -80,6 +80,8 @@ export interface VipConfig {
   readonly listen: string;
   readonly protocol: 'http' | 'https' | 'tcp';
   readonly ipv6_only: boolean;
+  /** SO_REUSEPORT: other processes may bind the same address (schema default false). */
+  readonly reuse_port: boolean;
   readonly tls?: {
     readonly certificates: readonly TlsCertificateConfig[];
     readonly min_version: 'TLSv1.2' | 'TLSv1.3';

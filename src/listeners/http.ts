@@ -180,7 +180,7 @@ export class HttpVip {
    */
   listen(): Promise<AddressInfo> {
     const ep = parseEndpoint(this.#ctx.vip.listen, true);
-    return listenOn(this.server, ep.host, ep.port, this.#ctx.vip.ipv6_only);
+    return listenOn(this.server, ep.host, ep.port, this.#ctx.vip.ipv6_only, this.#ctx.vip.reuse_port);
   }
 
   /**
@@ -846,17 +846,21 @@ function buildSniContexts(material: readonly TlsMaterial[]): { lookup(name: stri
 
 /**
  * Binds a server. A `[::]` VIP is dual-stack unless ipv6Only.
+ * @param reusePort - bind with SO_REUSEPORT (Linux): other processes may bind the same address and
+ *   the kernel spreads new connections across all of them (Node's `reusePort` listen option)
  * @returns the bound address
+ * @throws the bind error (EADDRINUSE, EACCES, ...)
  */
 export function listenOn(
   server: import('node:net').Server,
   host: string,
   port: number,
   ipv6Only: boolean,
+  reusePort = false,
 ): Promise<AddressInfo> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen({ host, port, ipv6Only, backlog: 4096 }, () => {
+    server.listen({ host, port, ipv6Only, reusePort, backlog: 4096 }, () => {
       server.off('error', reject);
       resolve(server.address() as AddressInfo);
     });

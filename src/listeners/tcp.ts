@@ -39,7 +39,7 @@ export class TcpVip {
   /** Binds the VIP. @returns the bound address. @throws the bind error. */
   listen(): Promise<AddressInfo> {
     const ep = parseEndpoint(this.#ctx.vip.listen, true);
-    return listenOn(this.server, ep.host, ep.port, this.#ctx.vip.ipv6_only);
+    return listenOn(this.server, ep.host, ep.port, this.#ctx.vip.ipv6_only, this.#ctx.vip.reuse_port);
   }
 
   /** Stops accepting; open connections get `graceMs` to finish, then are closed. */
