@@ -300,6 +300,8 @@ export class Runtime {
     const old = this.#snapshot;
     const next = buildSnapshot(loaded, old.version + 1, old, this.pools);
     const opened: string[] = [];
+    /** VIPs closed to be re-bound with changed options: re-opened as they were if the reload fails. */
+    const replaced: [string, VipContext][] = [];
     try {
       await this.#syncDemoBackends(loaded);
       // Every VIP is tried, so one failed reload names every address that cannot bind.
@@ -307,7 +309,10 @@ export class Runtime {
       for (const [key, ctx] of next.vips) {
         const existing = this.#listeners.get(key);
         if (existing && sameListener(existing.ctx, ctx)) continue;
-        if (existing) await this.#closeListener(key, 0);
+        if (existing) {
+          replaced.push([key, existing.ctx]);
+          await this.#closeListener(key, 0);
+        }
         try {
           await this.#open(key, ctx);
           opened.push(key);
@@ -319,6 +324,17 @@ export class Runtime {
       throwBindFailures(failed);
     } catch (err) {
       for (const key of opened) await this.#closeListener(key, 0);
+      // The running configuration stays, VIPs included: re-bind what was closed for the change.
+      for (const [key, ctx] of replaced) {
+        try {
+          await this.#open(key, ctx);
+        } catch (reopenErr) {
+          this.log.error(
+            { code: 'SEGLB_LISTENER_BIND', vip: ctx.vip.listen, err: (reopenErr as Error).message },
+            'VIP could not be re-bound after a failed reload; it stays closed until the next reload',
+          );
+        }
+      }
       closeUnreused(next, old);
       this.pools.commit(old.loaded); // forget pool and backend states only the failed config had
       throw err;

@@ -131,3 +131,42 @@ async function occupy(
   await new Promise<void>((r) => server.listen(0, host, r));
   return { server, host, port: (server.address() as AddressInfo).port };
 }
+
+test('a reload whose changed VIP cannot bind keeps the old listener bound and serving', async () => {
+  const one = await startBackend('one', '127.0.0.93');
+  // Another process's SO_REUSEPORT socket on the same address, as a second seglb would hold it.
+  const peer = createServer();
+  await new Promise<void>((r) => peer.listen({ host: '127.0.0.96', port: 0, reusePort: true }, r));
+  const port = (peer.address() as AddressInfo).port;
+  const vip = (reuse: boolean) => `
+log: { level: silent }
+segments:
+  web:
+    vips: [{ listen: "127.0.0.96:${port}", reuse_port: ${reuse} }]
+    pool: p
+    backend_subnets: [127.0.0.0/8]
+    allow: [{ from: [127.0.0.0/8] }]
+pools:
+  p:
+    backends: [{ address: "${one.address}" }]
+`;
+  const lb = await startSeglb(vip(true));
+  try {
+    writeFileSync(lb.file, vip(false)); // without SO_REUSEPORT the address is taken by the peer
+    await assert.rejects(lb.runtime.reload(loadConfigFile(lb.file)), /EADDRINUSE/);
+    assert.deepEqual(
+      lb.runtime.boundVips().map((v) => `${v.address}:${v.port}`),
+      [`127.0.0.96:${port}`],
+      'the VIP is bound again',
+    );
+    peer.close(); // now every new connection goes to seglb
+    for (let i = 0; i < 5; i++) {
+      const r = await httpRequest({ host: '127.0.0.96', port });
+      assert.equal(r.body, 'one', r.error);
+    }
+  } finally {
+    peer.close();
+    await lb.stop();
+    await one.close();
+  }
+});
