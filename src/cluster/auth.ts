@@ -3,8 +3,9 @@
 // Builds the server and client TLS options and names the node a handshake proved.
 
 import { createHmac } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import type { ConnectionOptions, TLSSocket, TlsOptions } from 'node:tls';
+import { readRegularFile } from '../config/read-file.ts';
 import { ClusterError } from '../errors.ts';
 import { NODE_ID_PATTERN } from './frame.ts';
 
@@ -68,7 +69,7 @@ export function readClusterKey(path: string): { key: Buffer; looseMode: boolean 
   let text: string;
   let mode: number;
   try {
-    text = readFileSync(path, 'utf8');
+    text = readRegularFile(path, 'utf8');
     mode = statSync(path).mode;
   } catch (err) {
     throw new ClusterError(
@@ -87,7 +88,7 @@ export function readClusterKey(path: string): { key: Buffer; looseMode: boolean 
 export function readClusterTls(files: { certFile: string; keyFile: string; caFile: string }): ClusterAuth {
   const read = (path: string, what: string): string => {
     try {
-      return readFileSync(path, 'utf8');
+      return readRegularFile(path, 'utf8');
     } catch (err) {
       throw new ClusterError(
         'SEGLB_CLUSTER_KEY',

@@ -3,9 +3,9 @@
 // the ClusterNode options the runtime starts a node with.
 
 import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
+import { readRegularFile } from '../config/read-file.ts';
 import type { ClusterConfig } from '../config/types.ts';
 import { ClusterError, type ErrorCode } from '../errors.ts';
 import { readClusterKey } from './auth.ts';
@@ -95,7 +95,7 @@ function checkTlsFiles(
   const problems: ClusterConfigProblem[] = [];
   const read = (key: 'cert_file' | 'key_file' | 'ca_file'): string | undefined => {
     try {
-      return readFileSync(resolve(configDir, tls[key]), 'utf8');
+      return readRegularFile(resolve(configDir, tls[key]), 'utf8');
     } catch (err) {
       problems.push({
         path: ['cluster', 'tls', key],

@@ -91,6 +91,19 @@ describe('cluster config', () => {
     assert.match(check('text.key')[0] ?? '', /hex digits only/);
   });
 
+  test('a key file or certificate that is not a regular file (/dev/zero, a directory) is refused, not read', () => {
+    const dir = tempDir();
+    assert.deepEqual(messages(checkClusterConfig(section({ key_file: '/dev/zero' }), dir)), [
+      'cluster.key_file: cannot read the cluster key file /dev/zero: not a regular file',
+    ]);
+    const tls = checkClusterConfig(
+      section({ tls: { cert_file: '/dev/zero', key_file: dir, ca_file: '/dev/zero' }, node_id: 'n1' }),
+      dir,
+    );
+    for (const m of messages(tls)) assert.match(m, /not a regular file/);
+    assert.equal(messages(tls).length, 3);
+  });
+
   test('certificates must load, match their key, be signed by the CA and carry node_id as CN', () => {
     const dir = tempDir();
     const good = makeClusterCerts(dir, ['n1', 'n2']);
